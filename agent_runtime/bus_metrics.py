@@ -1,0 +1,91 @@
+"""Counters and latency figures the :class:`~agent_runtime.event_bus.EventBus` keeps.
+
+They exist only when the bus is built with ``enable_metrics=True``; a bus without
+metrics holds no instance and does no per-event bookkeeping for them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+__all__ = ["BusMetrics", "LatencyStats", "MetricsSnapshot"]
+
+
+@dataclass(slots=True)
+class LatencyStats:
+    """Running latency figures of one handler, in seconds."""
+
+    count: int = 0
+    total: float = 0.0
+    min: float = float("inf")
+    max: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        self.total += seconds
+        if seconds < self.min:
+            self.min = seconds
+        if seconds > self.max:
+            self.max = seconds
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """A copy of the bus's metrics at one moment, safe to keep and compare."""
+
+    published: dict[str, int]
+    handled: dict[tuple[str, str], int]
+    failed: dict[tuple[str, str], int]
+    latency: dict[str, LatencyStats]
+    queue_depth: int
+    queue_depth_by_handler: dict[str, int]
+
+    @property
+    def published_total(self) -> int:
+        return sum(self.published.values())
+
+    @property
+    def handled_total(self) -> int:
+        return sum(self.handled.values())
+
+    @property
+    def failed_total(self) -> int:
+        return sum(self.failed.values())
+
+
+@dataclass(slots=True)
+class BusMetrics:
+    """Mutable counters, keyed by event type label and handler name."""
+
+    published: Counter[str] = field(default_factory=Counter)
+    handled: Counter[tuple[str, str]] = field(default_factory=Counter)
+    failed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    latency: dict[str, LatencyStats] = field(default_factory=dict)
+
+    def record_handler(self, type_label: str, handler: str, seconds: float, ok: bool) -> None:
+        if ok:
+            self.handled[type_label, handler] += 1
+        else:
+            self.failed[type_label, handler] += 1
+        stats = self.latency.get(handler)
+        if stats is None:
+            stats = self.latency[handler] = LatencyStats()
+        stats.observe(seconds)
+
+    def snapshot(self, depth_by_handler: dict[str, int]) -> MetricsSnapshot:
+        return MetricsSnapshot(
+            published=dict(self.published),
+            handled=dict(self.handled),
+            failed=dict(self.failed),
+            latency={
+                name: LatencyStats(s.count, s.total, s.min, s.max)
+                for name, s in self.latency.items()
+            },
+            queue_depth=max(depth_by_handler.values(), default=0),
+            queue_depth_by_handler=depth_by_handler,
+        )
