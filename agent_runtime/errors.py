@@ -10,6 +10,7 @@ and exits with code 2.
     AgentEventsError
     ├── ConfigError                 a setting or argument is invalid
     ├── InvalidEventError           an event cannot be built or published as given
+    ├── SessionNotFound             a session or checkpoint is unknown, expired or evicted
     ├── BusError
     │   ├── QueueFull               publish_sync found a subscriber queue full
     │   ├── BusClosed               the bus was stopped or its loop is gone
@@ -50,6 +51,7 @@ __all__ = [
     "ProducerBufferFull",
     "QueueFull",
     "RecordTooLarge",
+    "SessionNotFound",
     "SubscriptionError",
     "ToolMissing",
     "UnknownSchemaError",
@@ -67,6 +69,10 @@ class ConfigError(AgentEventsError, ValueError):
 
 class InvalidEventError(AgentEventsError, ValueError):
     """An event cannot be built or published as given (for example ``EventType.ANY``)."""
+
+
+class SessionNotFound(AgentEventsError, LookupError):
+    """A session or checkpoint id is unknown: never created, expired, or evicted for room."""
 
 
 class BusError(AgentEventsError):

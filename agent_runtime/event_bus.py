@@ -27,7 +27,7 @@ import inspect
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from types import EllipsisType, TracebackType
@@ -313,13 +313,20 @@ class EventBus:
         # No loop anywhere: handlers run now, on a private loop.
         asyncio.run(self._dispatch_to(event, targets))
 
-    async def dispatch(self, event: SystemEvent) -> DispatchResult:
+    async def dispatch(
+        self, event: SystemEvent, *, only: Collection[str] | None = None
+    ) -> DispatchResult:
         """Run the matching handlers now, concurrently, and report each outcome.
 
         Unlike :meth:`publish` this bypasses the queues: when it returns, every
-        matching handler has finished (or failed, or timed out).
+        matching handler has finished (or failed, or timed out). ``only`` limits the
+        run to these subscription ids, so a caller can retry just the handlers that
+        failed.
         """
-        return await self._dispatch_to(event, self._accept(event, closed_ok=True))
+        targets = self._accept(event, closed_ok=True)
+        if only is not None:
+            targets = tuple(s for s in targets if s.id in only)
+        return await self._dispatch_to(event, targets)
 
     async def _dispatch_to(
         self, event: SystemEvent, targets: tuple[_Subscription, ...]

@@ -152,7 +152,9 @@ def resolve_event_type(namespace: str, value: str) -> EventTypeLike:
         try:
             return enum_cls(value)
         except ValueError:
-            pass
+            for member in enum_cls:  # enums with non-string values travel as str(value)
+                if str(member.value) == value:
+                    return member
     return ForeignEventType(namespace, value)
 
 

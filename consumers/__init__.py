@@ -1,1 +1,37 @@
-"""Placeholder: filled in by its issue."""
+"""consumers: Kafka -> handlers. The consumer-group runtime, dead letters and re-drive.
+
+The handler classes of the spec live in :mod:`consumers.handlers`; they run
+unchanged on an in-process ``EventBus`` and inside a :class:`ConsumerService`.
+"""
+
+from consumers.config import DEFAULT_DLQ_TOPIC, ConsumerConfig, Ordering
+from consumers.dlq import (
+    ERROR_HEADER_PREFIX,
+    REDRIVE_FOR_GROUP_HEADER,
+    DeadLetter,
+    DeadLetterPublisher,
+    dead_letter_headers,
+    error_headers_of,
+)
+from consumers.offsets import OffsetTracker
+from consumers.processing import ProcessingStats, RecordProcessor
+from consumers.runtime import ConsumerService, HandlerSpec
+from consumers.worker import PartitionWorker
+
+__all__ = [
+    "DEFAULT_DLQ_TOPIC",
+    "ERROR_HEADER_PREFIX",
+    "REDRIVE_FOR_GROUP_HEADER",
+    "ConsumerConfig",
+    "ConsumerService",
+    "DeadLetter",
+    "DeadLetterPublisher",
+    "HandlerSpec",
+    "OffsetTracker",
+    "Ordering",
+    "PartitionWorker",
+    "ProcessingStats",
+    "RecordProcessor",
+    "dead_letter_headers",
+    "error_headers_of",
+]

@@ -1,0 +1,95 @@
+"""Settings of a consumer-group service, validated up front."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from producers.config import DEFAULT_TOPIC, KafkaConnectionConfig
+
+__all__ = ["DEFAULT_DLQ_TOPIC", "ConsumerConfig", "Ordering"]
+
+DEFAULT_DLQ_TOPIC = "agent.events.dlq"
+
+Ordering = Literal["partition", "key"]
+
+
+class ConsumerConfig(KafkaConnectionConfig):
+    """One consumer-group service: what it reads, how it orders, retries and dead-letters.
+
+    ``ordering="partition"`` handles a partition's records one at a time in offset
+    order (partitions run concurrently). ``ordering="key"`` keeps each key (session)
+    in order but runs up to ``max_concurrent_keys`` keys of one partition at once,
+    committing the highest offset below which every record is done.
+    """
+
+    topics: list[str] = Field(default_factory=lambda: [DEFAULT_TOPIC], min_length=1)
+    group_id: str = Field(min_length=1)
+    group_instance_id: str | None = Field(
+        default=None,
+        description="Static membership id: a restart within the session timeout does not rebalance.",
+    )
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    ordering: Ordering = "partition"
+    max_concurrent_keys: int = Field(default=64, ge=1)
+    handler_timeout_s: float | None = Field(default=30.0, gt=0)
+    max_retries: int = Field(
+        default=3, ge=0, description="Retries after the first failure, before the DLQ."
+    )
+    retry_backoff_s: float = Field(default=0.2, ge=0)
+    retry_backoff_max_s: float = Field(default=5.0, ge=0)
+    dlq_topic: str | None = Field(
+        default=DEFAULT_DLQ_TOPIC,
+        description="None disables the DLQ: failed records are logged and skipped.",
+    )
+    max_buffered_per_partition: int = Field(
+        default=1_000,
+        ge=1,
+        description="Fetched-but-unhandled records per partition before it is paused.",
+    )
+    max_poll_records: int = Field(default=500, ge=1)
+    commit_interval_s: float = Field(default=0.5, gt=0)
+    drain_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long stop() and a revocation wait for in-flight records.",
+    )
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+    isolation_level: Literal["read_uncommitted", "read_committed"] = "read_committed"
+
+    @field_validator("topics")
+    @classmethod
+    def _non_empty_topics(cls, value: list[str]) -> list[str]:
+        if any(not t.strip() for t in value):
+            raise ValueError("topic names must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _dlq_is_not_an_input(self) -> ConsumerConfig:
+        if self.dlq_topic is not None and self.dlq_topic in self.topics:
+            raise ValueError(
+                f"dlq_topic {self.dlq_topic!r} is also an input topic; that would loop"
+            )
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
+        return self
+
+    def consumer_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``AIOKafkaConsumer`` (manual commits, our timeouts)."""
+        kwargs = self.client_kwargs()
+        kwargs.update(
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=self.auto_offset_reset,
+            max_poll_records=self.max_poll_records,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            max_poll_interval_ms=self.max_poll_interval_ms,
+            isolation_level=self.isolation_level,
+        )
+        if self.group_instance_id:
+            kwargs["group_instance_id"] = self.group_instance_id
+        return kwargs

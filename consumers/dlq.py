@@ -1,0 +1,192 @@
+"""The dead-letter topic: records no handler could finish, with why, and their re-drive.
+
+A dead-lettered record keeps its original key (the session id, so the DLQ stays
+partitioned by session and a re-drive keeps order), value and headers, and gains
+error headers under ``__agent_events.errors`` with Kafka Connect's suffixes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError as AIOKafkaError
+
+from agent_runtime.errors import KafkaError
+from producers.config import KafkaConnectionConfig
+from producers.connect import start_with_backoff
+from producers.headers import Headers, header_value
+
+__all__ = [
+    "ERROR_HEADER_PREFIX",
+    "REDRIVE_FOR_GROUP_HEADER",
+    "DeadLetter",
+    "DeadLetterPublisher",
+    "Stage",
+    "dead_letter_headers",
+    "error_headers_of",
+]
+
+logger = logging.getLogger(__name__)
+
+ERROR_HEADER_PREFIX = "__agent_events.errors"
+REDRIVE_FOR_GROUP_HEADER = "__agent_events.redrive.for.group"
+REDRIVE_COUNT_HEADER = "__agent_events.redrive.count"
+_MAX_STACKTRACE = 8_000
+
+Stage = Literal["decode", "handle", "produce"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record to dead-letter and the reason, as the consumer saw it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+    stage: Stage
+    error: BaseException
+    consumer_group: str
+    handler: str | None = None
+    retry_count: int = 0
+    first_failure_ms: int | None = None
+
+
+def dead_letter_headers(letter: DeadLetter) -> Headers:
+    """The original headers plus the error headers (earlier error headers replaced)."""
+    p = ERROR_HEADER_PREFIX
+    error = letter.error
+    stack = "".join(traceback.format_exception(error))[-_MAX_STACKTRACE:]
+    extra: list[tuple[str, str]] = [
+        (f"{p}.topic", letter.topic),
+        (f"{p}.partition", str(letter.partition)),
+        (f"{p}.offset", str(letter.offset)),
+        (f"{p}.exception.class.name", f"{type(error).__module__}.{type(error).__qualname__}"),
+        (f"{p}.exception.message", str(error)[:2_000]),
+        (f"{p}.exception.stacktrace", stack),
+        (f"{p}.stage", letter.stage),
+        (f"{p}.consumer.group", letter.consumer_group),
+        (f"{p}.retry.count", str(letter.retry_count)),
+        (f"{p}.first.failure.ts", str(letter.first_failure_ms or int(time.time() * 1000))),
+    ]
+    if letter.handler:
+        extra.append((f"{p}.handler", letter.handler))
+    kept = [(k, v) for k, v in letter.headers if not k.startswith(p)]
+    return kept + [(k, v.encode()) for k, v in extra]
+
+
+def error_headers_of(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
+    """The error headers of a dead-lettered record, by suffix (``stage``, ``topic`` ...)."""
+    p = ERROR_HEADER_PREFIX + "."
+    return {k[len(p) :]: v.decode("utf-8", "replace") for k, v in headers if k.startswith(p)}
+
+
+class DeadLetterPublisher:
+    """Writes dead letters and waits for each to be acknowledged.
+
+    The consumer commits past a failed record only once its dead letter is
+    acknowledged; when the DLQ cannot be written, :meth:`publish` keeps retrying
+    with backoff (logged), so nothing is skipped and nothing spins.
+    """
+
+    def __init__(
+        self,
+        connection: KafkaConnectionConfig,
+        topic: str,
+        *,
+        retry_backoff_max_s: float = 5.0,
+    ) -> None:
+        self.topic = topic
+        self._connection = connection
+        self._backoff_max = retry_backoff_max_s
+        self._producer: AIOKafkaProducer | None = None
+        self.published = 0
+
+    async def start(self) -> None:
+        producer = AIOKafkaProducer(acks="all", linger_ms=0, **self._connection.client_kwargs())
+        await start_with_backoff(
+            producer.start,
+            what="dead-letter producer",
+            bootstrap_servers=self._connection.bootstrap_servers,
+            deadline_s=self._connection.connect_timeout_s,
+            close=producer.stop,
+        )
+        self._producer = producer
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def publish(self, letter: DeadLetter) -> None:
+        """Write ``letter`` to the DLQ; returns once the broker acknowledged it."""
+        if self._producer is None:
+            raise KafkaError("the dead-letter publisher is not started")
+        headers = dead_letter_headers(letter)
+        await self._send_until_acknowledged(letter.key, letter.value, headers, what=letter)
+
+    async def _send_until_acknowledged(
+        self, key: bytes | None, value: bytes | None, headers: Headers, *, what: Any
+    ) -> None:
+        producer = self._producer
+        assert producer is not None
+        backoff = 0.1
+        while True:
+            try:
+                await producer.send_and_wait(self.topic, value=value, key=key, headers=headers)
+                self.published += 1
+                return
+            except AIOKafkaError as exc:
+                logger.error(
+                    "cannot write to dead-letter topic %s (%s); retrying in %.1fs",
+                    self.topic,
+                    exc,
+                    backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._backoff_max)
+
+
+RedriveFilter = Callable[[dict[str, str], Sequence[tuple[str, bytes]]], bool]
+
+
+def redrive_headers(headers: Sequence[tuple[str, bytes]], *, for_group: str | None) -> Headers:
+    """Headers of a re-driven record: the originals, without error headers, plus a mark.
+
+    ``for_group`` names the consumer group that failed it: other groups, which
+    handled the record the first time, skip it instead of handling it twice.
+    """
+    count = header_value(headers, REDRIVE_COUNT_HEADER)
+    n = int(count) + 1 if count and count.isdigit() else 1
+    kept: Headers = [
+        (k, v)
+        for k, v in headers
+        if not k.startswith(ERROR_HEADER_PREFIX)
+        and k not in (REDRIVE_FOR_GROUP_HEADER, REDRIVE_COUNT_HEADER)
+    ]
+    kept.append((REDRIVE_COUNT_HEADER, str(n).encode()))
+    if for_group:
+        kept.append((REDRIVE_FOR_GROUP_HEADER, for_group.encode()))
+    return kept

@@ -1,0 +1,196 @@
+"""One record, start to finish: decode, dispatch, retry, dead-letter.
+
+For every record, in this order:
+
+1. Skip it if it is a re-drive meant for another consumer group (that group
+   failed it; this one handled it the first time).
+2. Decode it; a record that cannot be decoded goes to the DLQ at once
+   (stage ``decode``): retrying cannot fix bytes.
+3. Dispatch the event to the handlers (``EventBus.dispatch``).
+4. Retry only the handlers that failed, with exponential backoff, at most
+   ``max_retries`` times (handlers that succeeded are not run again).
+5. If some still fail, write the record to the DLQ (stage ``handle``) and wait
+   for the acknowledgement.
+6. Only then is the record done, and its offset may be committed.
+
+So a record is never lost and never blocks its partition for longer than the
+retry budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Protocol, TypeAlias
+
+from aiokafka.structs import ConsumerRecord
+
+from agent_runtime.errors import DecodeError
+from agent_runtime.event_bus import DispatchResult, EventBus
+from agent_runtime.events import SystemEvent
+from consumers.config import ConsumerConfig
+from consumers.dlq import REDRIVE_FOR_GROUP_HEADER, DeadLetter
+from producers.headers import header_value
+from schemas.codec import EventCodec
+
+__all__ = ["DeadLetterSink", "ProcessingStats", "RecordProcessor"]
+
+logger = logging.getLogger(__name__)
+
+Record: TypeAlias = ConsumerRecord  # aiokafka ships no type information
+
+
+class DeadLetterSink(Protocol):
+    """Where records that cannot be handled go (the DLQ publisher, in production)."""
+
+    async def publish(self, letter: DeadLetter) -> None: ...
+
+
+@dataclass(slots=True)
+class ProcessingStats:
+    """What the processor did since start."""
+
+    handled: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    decode_errors: int = 0
+    skipped: int = 0
+    failed_by_handler: dict[str, int] = field(default_factory=dict)
+
+
+class ProcessingObserver(Protocol):
+    """Hooks for metrics: called once per record outcome (Prometheus, tests)."""
+
+    def record_handled(self, record: Record, result: DispatchResult, seconds: float) -> None: ...
+
+    def record_dead_lettered(self, record: Record, reason: str) -> None: ...
+
+
+class RecordProcessor:
+    """Runs the numbered steps of this module's docstring for one record at a time."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        config: ConsumerConfig,
+        dead_letters: DeadLetterSink | None,
+        *,
+        codec: EventCodec | None = None,
+        observer: ProcessingObserver | None = None,
+    ) -> None:
+        self._bus = bus
+        self._config = config
+        self._dead_letters = dead_letters
+        self._codec = codec or EventCodec()
+        self._observer = observer
+        self.stats = ProcessingStats()
+
+    async def process(self, record: Record) -> None:
+        """Handle ``record`` completely; returns when its offset may be committed."""
+        target_group = header_value(record.headers, REDRIVE_FOR_GROUP_HEADER)
+        if target_group is not None and target_group.decode() != self._config.group_id:
+            self.stats.skipped += 1
+            return
+        try:
+            event = self._codec.decode(record.value or b"")
+        except DecodeError as exc:
+            self.stats.decode_errors += 1
+            await self._dead_letter(record, "decode", exc, handler=None, retries=0, first_ms=None)
+            return
+        await self._handle(record, event)
+
+    async def _handle(self, record: Record, event: SystemEvent) -> None:
+        started = time.perf_counter()
+        result = await self._bus.dispatch(event)
+        first_failure_ms: int | None = None
+        retries = 0
+        backoff = self._config.retry_backoff_s
+        while not result.ok and retries < self._config.max_retries:
+            if first_failure_ms is None:
+                first_failure_ms = int(time.time() * 1000)
+            retries += 1
+            self.stats.retried += 1
+            failed_ids: Collection[str] = {o.subscription_id for o in result.failures}
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self._config.retry_backoff_max_s)
+            retry = await self._bus.dispatch(event, only=failed_ids)
+            result = _merge(result, retry)
+        if self._observer is not None:
+            self._observer.record_handled(record, result, time.perf_counter() - started)
+        if result.ok:
+            self.stats.handled += 1
+            return
+        failures = result.failures
+        for outcome in failures:
+            name = outcome.handler_name
+            self.stats.failed_by_handler[name] = self.stats.failed_by_handler.get(name, 0) + 1
+        error = failures[0].error
+        assert error is not None
+        await self._dead_letter(
+            record,
+            "handle",
+            error,
+            handler=",".join(o.handler_name for o in failures),
+            retries=retries,
+            first_ms=first_failure_ms,
+        )
+
+    async def _dead_letter(
+        self,
+        record: Record,
+        stage: str,
+        error: BaseException,
+        *,
+        handler: str | None,
+        retries: int,
+        first_ms: int | None,
+    ) -> None:
+        self.stats.dead_lettered += 1
+        if self._observer is not None:
+            self._observer.record_dead_lettered(record, stage)
+        if self._dead_letters is None:
+            logger.error(
+                "record %s[%d]@%d failed at %s (%s) and no DLQ is configured: skipped",
+                record.topic,
+                record.partition,
+                record.offset,
+                stage,
+                error,
+            )
+            return
+        letter = DeadLetter(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=list(record.headers or ()),
+            stage="decode" if stage == "decode" else "handle",
+            error=error,
+            consumer_group=self._config.group_id,
+            handler=handler,
+            retry_count=retries,
+            first_failure_ms=first_ms,
+        )
+        await self._dead_letters.publish(letter)
+        logger.warning(
+            "record %s[%d]@%d dead-lettered at stage %s: %s: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            stage,
+            type(error).__name__,
+            error,
+        )
+
+
+def _merge(previous: DispatchResult, retry: DispatchResult) -> DispatchResult:
+    """Outcomes of the first run with the retried handlers' outcomes replaced."""
+    latest = {o.subscription_id: o for o in retry.outcomes}
+    return DispatchResult(
+        previous.event,
+        tuple(latest.get(o.subscription_id, o) for o in previous.outcomes),
+    )

@@ -1,0 +1,305 @@
+"""``KafkaEventProducer``: SystemEvents onto Kafka, keyed by session, in order.
+
+Guarantees:
+
+* **Per-session order.** The key is ``session_id`` (``agent_id`` without a session),
+  partitioned with Java's murmur2, and the producer is idempotent with
+  ``acks=all``, so a session's events land on one partition in send order, once.
+* **Bounded waiting for the agent.** Attached to an :class:`EventBus`, the producer
+  is one ``ANY`` subscriber: its bus queue (``max_queue_size`` events) plus
+  aiokafka's accumulator are the buffer. The agent's ``publish`` waits only when
+  that queue is full (backpressure, nothing dropped); ``publish_sync`` then raises
+  :class:`QueueFull`.
+* **No silent loss.** A record the broker does not acknowledge (broker gone past
+  ``request_timeout_ms``, record too large) is counted in :attr:`stats`, logged,
+  and handed to ``on_delivery_error``; ``send_and_wait`` raises it as a
+  :class:`ProduceError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaError as AIOKafkaError
+
+from agent_runtime.errors import (
+    AgentEventsError,
+    KafkaError,
+    ProduceError,
+    RecordTooLarge,
+    UnsupportedByBroker,
+)
+from agent_runtime.event_bus import EventBus, type_label
+from agent_runtime.events import EventType, EventTypeLike, SystemEvent
+from producers.config import ProducerConfig
+from producers.connect import start_with_backoff
+from producers.headers import (
+    CONTENT_TYPE_HEADER,
+    EVENT_TYPE_HEADER,
+    PRODUCER_ID_HEADER,
+    SEQUENCE_HEADER,
+    Headers,
+    SessionSequencer,
+    new_producer_id,
+)
+from producers.partitioner import SessionKeyPartitioner
+from schemas.codec import CONTENT_TYPE, EventCodec
+
+__all__ = ["DeliveryErrorCallback", "DeliveryResult", "KafkaEventProducer", "ProducerStats"]
+
+logger = logging.getLogger(__name__)
+
+DeliveryErrorCallback = Callable[[SystemEvent, BaseException], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """Where an acknowledged event was written."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+@dataclass(slots=True)
+class ProducerStats:
+    """Counts of this producer instance since start."""
+
+    sent: int = 0
+    acknowledged: int = 0
+    failed: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def record_failure(self, error: BaseException) -> None:
+        self.failed += 1
+        name = type(error).__name__
+        self.errors[name] = self.errors.get(name, 0) + 1
+
+
+class KafkaEventProducer:
+    """Produce :class:`SystemEvent`s to Kafka as Avro single-object records.
+
+    Use ``async with KafkaEventProducer(bootstrap_servers=...) as producer``; stop
+    flushes every record sent so far before closing.
+    """
+
+    def __init__(
+        self,
+        config: ProducerConfig | None = None,
+        *,
+        codec: EventCodec | None = None,
+        on_delivery_error: DeliveryErrorCallback | None = None,
+        **overrides: Any,
+    ) -> None:
+        if config is None:
+            config = ProducerConfig(**overrides)
+        elif overrides:
+            config = ProducerConfig.model_validate({**config.model_dump(), **overrides})
+        self.config = config
+        self.producer_id = new_producer_id()
+        self.stats = ProducerStats()
+        self._codec = codec or EventCodec()
+        self._on_delivery_error = on_delivery_error
+        self._sequencer = SessionSequencer(config.sequence_cache_size)
+        self._producer: AIOKafkaProducer | None = None
+        self._idempotent = config.enable_idempotence
+        self._type_headers: dict[EventTypeLike, bytes] = {}
+        self._static_headers: Headers = [
+            (CONTENT_TYPE_HEADER, CONTENT_TYPE.encode()),
+            (PRODUCER_ID_HEADER, self.producer_id.encode()),
+        ]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether the running producer is idempotent (False after a loud fallback)."""
+        return self._idempotent
+
+    async def start(self) -> None:
+        """Connect, retrying an unreachable broker until ``connect_timeout_s``.
+
+        A broker that refuses idempotent producers fails the start when
+        ``require_idempotence`` is set; otherwise the producer says so once and
+        goes on with ``acks=all`` without idempotence.
+        """
+        if self._producer is not None:
+            return
+        try:
+            self._producer = await self._start_client(self.config.enable_idempotence)
+        except (KafkaError, AgentEventsError):
+            raise
+        except AIOKafkaError as exc:
+            if not self.config.enable_idempotence:
+                raise KafkaError(f"the producer could not start: {exc}") from exc
+            if self.config.require_idempotence:
+                raise UnsupportedByBroker(
+                    f"the broker at {self.config.bootstrap_servers} refused an idempotent "
+                    f"producer ({exc}); use a broker that supports it or unset require_idempotence"
+                ) from exc
+            logger.warning(
+                "the broker at %s refused an idempotent producer (%s): producing with acks=all "
+                "WITHOUT idempotence; a retried send may be written twice",
+                self.config.bootstrap_servers,
+                exc,
+            )
+            self._idempotent = False
+            self._producer = await self._start_client(False)
+
+    async def _start_client(self, idempotent: bool) -> AIOKafkaProducer:
+        kwargs = self.config.producer_kwargs()
+        kwargs["enable_idempotence"] = idempotent
+        client = AIOKafkaProducer(partitioner=SessionKeyPartitioner(), **kwargs)
+        try:
+            await start_with_backoff(
+                client.start,
+                what="producer",
+                bootstrap_servers=self.config.bootstrap_servers,
+                deadline_s=self.config.connect_timeout_s,
+                close=client.stop,
+            )
+        except AIOKafkaError:
+            await client.stop()
+            raise
+        return client
+
+    async def stop(self) -> None:
+        """Flush every record sent so far, then close the connection."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -------------------------------------------------------------------- sending
+
+    async def send(self, event: SystemEvent, *, topic: str | None = None) -> asyncio.Future[Any]:
+        """Queue ``event`` for sending; returns the broker acknowledgement future.
+
+        Waits only while aiokafka's buffer for the partition is full or the topic's
+        metadata is unknown. Raises :class:`EncodeError` for an event that does not
+        fit the schema and :class:`RecordTooLarge` for one over ``max_request_size``.
+        """
+        producer = self._require_started()
+        value = self._codec.encode(event)
+        key = event.partition_key
+        headers = self._headers(event, key)
+        timestamp_ms = int(event.timestamp.timestamp() * 1000)
+        try:
+            future = await producer.send(
+                topic or self.config.topic,
+                value=value,
+                key=key.encode(),
+                timestamp_ms=timestamp_ms,
+                headers=headers,
+            )
+        except MessageSizeTooLargeError as exc:
+            error: ProduceError = RecordTooLarge(
+                f"event {event.event_id} is {len(value)} bytes encoded, over max_request_size "
+                f"{self.config.max_request_size}; shrink its metadata or raise the limit"
+            )
+            self.stats.record_failure(error)
+            raise error from exc
+        except AIOKafkaError as exc:
+            error = ProduceError(f"event {event.event_id} could not be queued: {exc}")
+            self.stats.record_failure(error)
+            raise error from exc
+        self.stats.sent += 1
+        future.add_done_callback(lambda f: self._on_delivered(event, f))
+        return future  # type: ignore[no-any-return]
+
+    async def send_and_wait(
+        self, event: SystemEvent, *, topic: str | None = None
+    ) -> DeliveryResult:
+        """Send ``event`` and wait for the broker's acknowledgement."""
+        future = await self.send(event, topic=topic)
+        try:
+            metadata = await future
+        except AIOKafkaError as exc:
+            raise _produce_error(event, exc) from exc
+        return DeliveryResult(
+            metadata.topic, metadata.partition, metadata.offset, metadata.timestamp
+        )
+
+    async def flush(self) -> None:
+        """Wait until every record sent so far is acknowledged or has failed."""
+        await self._require_started().flush()
+
+    async def attach(self, bus: EventBus, event_type: EventTypeLike = EventType.ANY) -> str:
+        """Stream every event published on ``bus`` to Kafka; returns the subscription id.
+
+        The subscription has no handler timeout: a send waiting for a broker that
+        is coming back must not be cancelled (that would lose the event).
+        """
+        return await bus.subscribe(event_type, self._forward, handler_timeout=None)
+
+    async def _forward(self, event: SystemEvent) -> None:
+        try:
+            await self.send(event)
+        except AgentEventsError as exc:
+            logger.error("event %s was not produced: %s", event.event_id, exc)
+            if self._on_delivery_error is not None:
+                self._on_delivery_error(event, exc)
+
+    # ------------------------------------------------------------------ internals
+
+    def _require_started(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise KafkaError("the producer is not started; use 'async with' or await start()")
+        return self._producer
+
+    def _headers(self, event: SystemEvent, key: str) -> Headers:
+        type_header = self._type_headers.get(event.event_type)
+        if type_header is None:
+            type_header = self._type_headers[event.event_type] = type_label(
+                event.event_type
+            ).encode()
+        return [
+            (EVENT_TYPE_HEADER, type_header),
+            *self._static_headers,
+            (SEQUENCE_HEADER, str(self._sequencer.next(key)).encode()),
+        ]
+
+    def _on_delivered(self, event: SystemEvent, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            error: BaseException = ProduceError(f"send of event {event.event_id} was cancelled")
+        else:
+            exc = future.exception()
+            if exc is None:
+                self.stats.acknowledged += 1
+                return
+            error = _produce_error(event, exc)
+        self.stats.record_failure(error)
+        logger.error("event %s was not acknowledged: %s", event.event_id, error)
+        if self._on_delivery_error is not None:
+            self._on_delivery_error(event, error)
+
+
+def _produce_error(event: SystemEvent, exc: BaseException) -> ProduceError:
+    if isinstance(exc, MessageSizeTooLargeError):
+        return RecordTooLarge(f"the broker refused event {event.event_id} as too large: {exc}")
+    if isinstance(exc, KafkaConnectionError):
+        return ProduceError(f"event {event.event_id}: broker connection lost: {exc}")
+    return ProduceError(f"event {event.event_id} was not acknowledged: {exc!r}")

@@ -1,0 +1,187 @@
+"""SystemEvent <-> Avro bytes: the value format of every record on ``agent.events``.
+
+The wire form is ``system_event.avsc`` framed as Avro single-object encoding (see
+:mod:`schemas.avro`). Every field round-trips losslessly: timestamps keep their
+microseconds and come back timezone-aware UTC, metadata travels as compact JSON text
+(so big integers and nested values survive, and readers in other languages parse it
+with any JSON library), and a custom event type travels as ``(namespace, value)``.
+A reader that has registered the custom enum gets its member back; one that has not
+gets a :class:`~agent_runtime.events.ForeignEventType` with the same value.
+
+The codec is on the producer's and the consumer's hot path, so schemas and the
+header are prepared once, and decoding a record written with the reader's own
+schema builds the event with ``model_construct`` from values fastavro has already
+typed, skipping pydantic validation that could not fail.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from agent_runtime.errors import EncodeError, MalformedEventError
+from agent_runtime.events import EventType, SystemEvent, event_type_key, resolve_event_type
+from schemas.avro import AvroSchemaStore, SingleObjectCodec, load_schema, schema_fingerprint
+
+__all__ = [
+    "CONTENT_TYPE",
+    "SYSTEM_EVENT_FINGERPRINT",
+    "SYSTEM_EVENT_SCHEMA",
+    "EventCodec",
+    "decode_event",
+    "encode_event",
+]
+
+SYSTEM_EVENT_SCHEMA: Final[dict[str, Any]] = load_schema("system_event")
+"""The current writer (and reader) schema of :class:`SystemEvent`, as JSON data."""
+
+SYSTEM_EVENT_FINGERPRINT: Final[bytes] = schema_fingerprint(SYSTEM_EVENT_SCHEMA)
+"""CRC-64-AVRO fingerprint of :data:`SYSTEM_EVENT_SCHEMA`, little-endian, as framed."""
+
+CONTENT_TYPE: Final = "application/avro; encoding=single-object; record=agent_events.SystemEvent"
+"""The ``content-type`` header value of encoded events.
+
+It names the framing and the record, not the schema version: the version is the
+fingerprint inside the value, so a reader on another version still accepts it.
+"""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} overflows a float")
+    return value
+
+
+# Built once: json.dumps/json.loads with non-default options build a new coder per call.
+_JSON_ENCODER: Final = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=True
+)
+_JSON_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+class EventCodec:
+    """Encodes :class:`SystemEvent` as single-object Avro and decodes it back.
+
+    ``decode`` accepts events written with any schema in ``store`` (older or newer
+    producers) and resolves them to :data:`SYSTEM_EVENT_SCHEMA`. Failures are
+    :class:`EncodeError` on encode and :class:`DecodeError` subclasses on decode, never
+    anything else, so a consumer can dead-letter a bad record and go on.
+    """
+
+    __slots__ = ("_avro", "_fingerprint")
+
+    def __init__(self, store: AvroSchemaStore | None = None) -> None:
+        self._avro = SingleObjectCodec(SYSTEM_EVENT_SCHEMA, store)
+        self._fingerprint = self._avro.fingerprint
+
+    @property
+    def fingerprint(self) -> bytes:
+        """The fingerprint this codec writes (:data:`SYSTEM_EVENT_FINGERPRINT`)."""
+        return self._fingerprint
+
+    @property
+    def store(self) -> AvroSchemaStore:
+        """The writer schemas ``decode`` accepts; register older versions here."""
+        return self._avro.store
+
+    def encode(self, event: SystemEvent) -> bytes:
+        """The event's single-object Avro bytes; raises :class:`EncodeError`."""
+        return self._avro.encode(self.to_record(event))
+
+    def decode(self, data: bytes) -> SystemEvent:
+        """The event encoded in ``data``; raises a :class:`DecodeError` subclass."""
+        record = self._avro.decode(data)
+        return self.from_record(record, trusted=data[2:10] == self._fingerprint)
+
+    @staticmethod
+    def to_record(event: SystemEvent) -> dict[str, Any]:
+        """The Avro record (a dict shaped by :data:`SYSTEM_EVENT_SCHEMA`) of ``event``."""
+        event_type = event.event_type
+        if event_type is EventType.ANY:
+            raise EncodeError(
+                "EventType.ANY is a subscription wildcard; give the event a real type"
+            )
+        namespace, value = event_type_key(event_type)
+        try:
+            metadata = _JSON_ENCODER.encode(event.metadata)
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise EncodeError(
+                f"event {event.event_id} metadata is not JSON-serialisable ({exc}); "
+                "keep metadata to JSON values without NaN or Infinity"
+            ) from exc
+        return {
+            "event_id": event.event_id,
+            "event_type": value,
+            "event_type_namespace": namespace,
+            "agent_id": event.agent_id,
+            "user_id": event.user_id,
+            "session_id": event.session_id,
+            "timestamp": event.timestamp,
+            "metadata": metadata,
+            "execution_time_ms": event.execution_time_ms,
+            "error_message": event.error_message,
+            "error_type": event.error_type,
+        }
+
+    @staticmethod
+    def from_record(record: dict[str, Any], *, trusted: bool = False) -> SystemEvent:
+        """The event for a decoded record; raises :class:`MalformedEventError`.
+
+        ``trusted`` means fastavro read the record with :data:`SYSTEM_EVENT_SCHEMA` as
+        the writer schema, so every value already has its final type and the event
+        is built without validation. Otherwise it is validated.
+        """
+        try:
+            metadata = _JSON_DECODER.decode(record["metadata"])
+        except (ValueError, RecursionError) as exc:
+            raise MalformedEventError(f"metadata is not valid JSON: {exc}") from exc
+        if type(metadata) is not dict:
+            raise MalformedEventError(
+                f"metadata must be a JSON object, got {type(metadata).__name__}"
+            )
+        event_type = resolve_event_type(record["event_type_namespace"], record["event_type"])
+        if event_type is EventType.ANY:
+            raise MalformedEventError("event_type '*' is the subscription wildcard, not a type")
+        values = {
+            "event_id": record["event_id"],
+            "event_type": event_type,
+            "agent_id": record["agent_id"],
+            "user_id": record["user_id"],
+            "session_id": record["session_id"],
+            "timestamp": record["timestamp"],
+            "metadata": metadata,
+            "execution_time_ms": record["execution_time_ms"],
+            "error_message": record["error_message"],
+            "error_type": record["error_type"],
+        }
+        if trusted:
+            return SystemEvent.model_construct(**values)
+        try:
+            return SystemEvent.model_validate(values)
+        except ValidationError as exc:
+            raise MalformedEventError(f"decoded record is not a valid SystemEvent: {exc}") from exc
+
+
+_DEFAULT_CODEC: Final = EventCodec()
+
+
+def encode_event(event: SystemEvent) -> bytes:
+    """Encode ``event`` with the current schema; raises :class:`EncodeError`."""
+    return _DEFAULT_CODEC.encode(event)
+
+
+def decode_event(data: bytes) -> SystemEvent:
+    """Decode an event written with the current schema; raises a :class:`DecodeError`.
+
+    Readers that must accept other schema versions use an :class:`EventCodec` whose
+    store has those versions registered.
+    """
+    return _DEFAULT_CODEC.decode(data)
