@@ -10,7 +10,7 @@ from __future__ import annotations
 import ssl
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from agent_runtime.errors import ConfigError
 
@@ -110,12 +110,13 @@ class ProducerConfig(KafkaConnectionConfig):
         description="Sessions whose sequence counters are kept; the least recent are forgotten.",
     )
 
-    @field_validator("enable_idempotence")
-    @classmethod
-    def _idempotence_needs_acks_all(cls, value: bool, info: Any) -> bool:
-        if value and info.data.get("acks", "all") != "all":
-            raise ValueError("enable_idempotence needs acks='all'")
-        return value
+    @model_validator(mode="after")
+    def _idempotence_needs_acks_all(self) -> ProducerConfig:
+        if self.enable_idempotence and self.acks != "all":
+            raise ValueError(
+                "enable_idempotence needs acks='all' (or set enable_idempotence=False)"
+            )
+        return self
 
     def producer_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``AIOKafkaProducer``."""
