@@ -15,7 +15,15 @@ from consumers.dlq import (
 )
 from consumers.offsets import OffsetTracker
 from consumers.processing import ProcessingStats, RecordProcessor
+from consumers.redrive import (
+    DeadLetterFilter,
+    DeadLetterRecord,
+    RedriveReport,
+    read_dead_letters,
+    redrive,
+)
 from consumers.runtime import ConsumerService, HandlerSpec
+from consumers.scan import scan_topic, standalone_consumer, topic_partitions
 from consumers.worker import PartitionWorker
 
 __all__ = [
@@ -25,13 +33,21 @@ __all__ = [
     "ConsumerConfig",
     "ConsumerService",
     "DeadLetter",
+    "DeadLetterFilter",
     "DeadLetterPublisher",
+    "DeadLetterRecord",
     "HandlerSpec",
     "OffsetTracker",
     "Ordering",
     "PartitionWorker",
     "ProcessingStats",
     "RecordProcessor",
+    "RedriveReport",
     "dead_letter_headers",
     "error_headers_of",
+    "read_dead_letters",
+    "redrive",
+    "scan_topic",
+    "standalone_consumer",
+    "topic_partitions",
 ]
