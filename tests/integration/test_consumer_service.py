@@ -1,0 +1,298 @@
+"""ConsumerService against real brokers: order, commits, poison pills, retries, DLQ, re-drive."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import defaultdict
+from collections.abc import Callable
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
+from agent_runtime.event_bus import EventType, SystemEvent
+from consumers import (
+    ConsumerService,
+    DeadLetterFilter,
+    error_headers_of,
+    read_dead_letters,
+    redrive,
+)
+from producers import KafkaEventProducer
+from producers.config import KafkaConnectionConfig
+from schemas.codec import encode_event
+
+
+def session_event(session: str, i: int) -> SystemEvent:
+    return SystemEvent(
+        event_type=EventType.AGENT_COMPLETED,
+        agent_id="agent",
+        session_id=session,
+        metadata={"seq": i},
+    )
+
+
+async def produce(bootstrap: str, topic: str, events: list[SystemEvent]) -> None:
+    async with KafkaEventProducer(
+        bootstrap_servers=bootstrap, topic=topic, linger_ms=20
+    ) as producer:
+        for event in events:
+            await producer.send(event)
+        await producer.flush()
+    assert producer.stats.acknowledged == len(events)
+
+
+class Collector:
+    """Records (session, seq) per handled event and signals once ``expected`` are seen."""
+
+    def __init__(self, expected: int) -> None:
+        self.by_session: dict[str, list[int]] = defaultdict(list)
+        self.count = 0
+        self.expected = expected
+        self.done = asyncio.Event()
+
+    async def __call__(self, event: SystemEvent) -> None:
+        self.by_session[str(event.session_id)].append(int(event.metadata["seq"]))  # type: ignore[arg-type]
+        self.count += 1
+        if self.count >= self.expected:
+            self.done.set()
+
+
+async def run_until(
+    service: ConsumerService, condition: Callable[[], object], deadline_s: float = 60
+) -> None:
+    """Run ``service`` until ``condition()`` is true (checked on each poll), then stop it."""
+    runner = asyncio.create_task(service.run())
+    try:
+        async with asyncio.timeout(deadline_s):
+            while not condition():
+                if runner.done():
+                    runner.result()
+                await asyncio.sleep(0.05)
+    finally:
+        service.request_stop()
+        await runner
+
+
+async def committed_offsets(
+    bootstrap: str, group: str, topic: str, partitions: int
+) -> dict[int, int | None]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        return {p: await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)}
+    finally:
+        await consumer.stop()
+
+
+async def next_offsets(bootstrap: str, topic: str, records: int) -> dict[int, int]:
+    """One past the last record's offset, per partition, by reading every record.
+
+    (Tansu's end offsets are wrong for multi-record batches, so they are not used.)
+    """
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    last: dict[int, int] = {}
+    seen = 0
+    try:
+        while seen < records:
+            batch = await consumer.getmany(timeout_ms=10_000)
+            assert batch, f"only {seen} of {records} records could be read back"
+            for tp, recs in batch.items():
+                seen += len(recs)
+                last[tp.partition] = recs[-1].offset + 1
+    finally:
+        await consumer.stop()
+    return last
+
+
+@pytest.mark.parametrize("ordering", ["partition", "key"])
+async def test_every_event_is_handled_in_session_order_and_committed(
+    broker: RunningBroker, new_topic: NewTopic, ordering: str
+) -> None:
+    topic = await new_topic(partitions=4)
+    events = [session_event(f"s{s}", i) for i in range(10) for s in range(30)]
+    await produce(broker.bootstrap_servers, topic, events)
+    collector = Collector(len(events))
+    group = f"{topic}-g"
+    async with ConsumerService(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=group,
+        ordering=ordering,
+        dlq_topic=None,
+        handlers=[collector],
+    ) as service:
+        await run_until(service, collector.done.is_set)
+    assert collector.count == len(events)
+    assert all(seqs == list(range(10)) for seqs in collector.by_session.values())
+    assert len(collector.by_session) == 30
+    committed = await committed_offsets(broker.bootstrap_servers, group, topic, 4)
+    assert committed == await next_offsets(broker.bootstrap_servers, topic, len(events))
+
+
+async def test_restarted_member_resumes_after_the_committed_offsets(
+    broker: RunningBroker, new_topic: NewTopic
+) -> None:
+    topic = await new_topic(partitions=2)
+    group = f"{topic}-g"
+    first = [session_event("a", i) for i in range(20)]
+    await produce(broker.bootstrap_servers, topic, first)
+    collector = Collector(len(first))
+    config = {
+        "bootstrap_servers": broker.bootstrap_servers,
+        "topics": [topic],
+        "group_id": group,
+        "dlq_topic": None,
+    }
+    async with ConsumerService(handlers=[collector], **config) as service:
+        await run_until(service, collector.done.is_set)
+    second = [session_event("a", i) for i in range(20, 25)]
+    await produce(broker.bootstrap_servers, topic, second)
+    again = Collector(len(second))
+    async with ConsumerService(handlers=[again], **config) as service:
+        await run_until(service, again.done.is_set)
+    assert again.by_session["a"] == list(range(20, 25))
+
+
+async def test_poison_pills_go_to_the_dlq_and_every_good_event_is_handled(
+    broker: RunningBroker, new_topic: NewTopic
+) -> None:
+    topic = await new_topic(partitions=3)
+    dlq = await new_topic(partitions=3, name=f"{topic}.dlq")
+    good = [session_event(f"s{s}", i) for i in range(5) for s in range(6)]
+    valid = encode_event(good[0])
+    pills = {
+        b"random": os.urandom(64),
+        b"truncated": valid[: len(valid) // 2],
+        b"unknown-fingerprint": b"\xc3\x01" + b"\xee" * 8 + valid[10:],
+        b"empty": b"",
+    }
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for i, event in enumerate(good):
+            await producer.send_and_wait(
+                topic, encode_event(event), key=str(event.session_id).encode()
+            )
+            if i % 8 == 0:
+                for key, value in pills.items():
+                    await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+    pill_count = len(pills) * len(range(0, len(good), 8))
+    collector = Collector(len(good))
+    async with ConsumerService(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-g",
+        dlq_topic=dlq,
+        handlers=[collector],
+    ) as service:
+        await run_until(
+            service,
+            lambda: collector.done.is_set() and service.processor.stats.decode_errors >= pill_count,
+        )
+    assert all(seqs == list(range(5)) for seqs in collector.by_session.values())
+    letters = [
+        d
+        async for d in read_dead_letters(
+            KafkaConnectionConfig(bootstrap_servers=broker.bootstrap_servers), dlq
+        )
+    ]
+    assert len(letters) == pill_count
+    assert {d.key for d in letters} == set(pills)
+    for letter in letters:
+        assert letter.errors["stage"] == "decode"
+        assert letter.errors["topic"] == topic
+        assert letter.errors["consumer.group"] == f"{topic}-g"
+        assert letter.value == pills[letter.key or b""]
+        assert (
+            "DecodeError" in letter.errors["exception.class.name"]
+            or "Error" in letter.errors["exception.class.name"]
+        )
+
+
+async def test_failing_handler_is_retried_dead_lettered_and_redriven_once_fixed(
+    broker: RunningBroker, new_topic: NewTopic
+) -> None:
+    topic = await new_topic(partitions=2)
+    dlq = await new_topic(partitions=2, name=f"{topic}.dlq")
+    events = [session_event(f"s{s}", i) for i in range(4) for s in range(5)]
+    await produce(broker.bootstrap_servers, topic, events)
+    attempts: dict[str, int] = defaultdict(int)
+    handled: list[tuple[str, int]] = []
+    broken = True
+
+    async def picky(event: SystemEvent) -> None:
+        key = f"{event.session_id}:{event.metadata['seq']}"
+        attempts[key] += 1
+        if broken and event.metadata["seq"] == 2:
+            raise ValueError(f"cannot handle {key}")
+        handled.append((str(event.session_id), int(event.metadata["seq"])))  # type: ignore[arg-type]
+
+    other_group_seen: list[str] = []
+
+    async def bystander(event: SystemEvent) -> None:
+        other_group_seen.append(f"{event.session_id}:{event.metadata['seq']}")
+
+    config = {
+        "bootstrap_servers": broker.bootstrap_servers,
+        "topics": [topic],
+        "dlq_topic": dlq,
+        "max_retries": 2,
+        "retry_backoff_s": 0.01,
+    }
+    async with ConsumerService(group_id="picky", handlers=[picky], **config) as service:
+        await run_until(
+            service, lambda: service.processor.stats.dead_lettered >= 5 and len(handled) >= 15
+        )
+    assert all(attempts[f"s{s}:2"] == 3 for s in range(5))
+    connection = KafkaConnectionConfig(bootstrap_servers=broker.bootstrap_servers)
+    letters = [d async for d in read_dead_letters(connection, dlq)]
+    assert len(letters) == 5
+    assert all(d.errors["stage"] == "handle" and d.errors["retry.count"] == "2" for d in letters)
+    assert all(d.errors["handler"].endswith("picky") for d in letters)
+    assert {d.key for d in letters} == {f"s{s}".encode() for s in range(5)}
+
+    # A bystander group reads everything once, including the re-driven copies it must skip.
+    async with ConsumerService(group_id="bystander", handlers=[bystander], **config) as service:
+        await run_until(service, lambda: len(other_group_seen) >= 20)
+
+    broken = False
+    report = await redrive(connection, dlq, DeadLetterFilter(consumer_group="picky"))
+    assert report.sent == 5
+    async with ConsumerService(group_id="picky", handlers=[picky], **config) as service:
+        await run_until(service, lambda: len(handled) >= 20)
+    assert sorted(handled) == sorted((f"s{s}", i) for s in range(5) for i in range(4))
+    async with ConsumerService(group_id="bystander", handlers=[bystander], **config) as service:
+        await run_until(service, lambda: service.processor.stats.skipped >= 5)
+    assert len(other_group_seen) == 20
+
+
+async def test_dead_letters_can_be_listed_with_a_filter(
+    broker: RunningBroker, new_topic: NewTopic
+) -> None:
+    topic = await new_topic(partitions=1)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic, b"x", key=b"k", headers=[("__agent_events.errors.stage", b"decode")]
+        )
+        await producer.send_and_wait(
+            topic, b"y", key=b"k", headers=[("__agent_events.errors.stage", b"handle")]
+        )
+    finally:
+        await producer.stop()
+    connection = KafkaConnectionConfig(bootstrap_servers=broker.bootstrap_servers)
+    found = [
+        d async for d in read_dead_letters(connection, topic, DeadLetterFilter(stage="handle"))
+    ]
+    assert [d.value for d in found] == [b"y"]
+    assert error_headers_of(found[0].headers) == {"stage": "handle"}
