@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-__all__ = ["BusMetrics", "LatencyStats", "MetricsSnapshot"]
+__all__ = ["BusMetrics", "HandlerTally", "LatencyStats", "MetricsSnapshot"]
 
 
 @dataclass(slots=True)
@@ -59,29 +59,53 @@ class MetricsSnapshot:
 
 
 @dataclass(slots=True)
+class HandlerTally:
+    """Outcome counts of one handler on one event type.
+
+    A worker holds on to its tally and bumps an int, so recording costs no
+    tuple key, hash or dict lookup per event.
+    """
+
+    handled: int = 0
+    failed: int = 0
+
+
+@dataclass(slots=True)
 class BusMetrics:
     """Mutable counters, keyed by event type label and handler name."""
 
     published: Counter[str] = field(default_factory=Counter)
-    handled: Counter[tuple[str, str]] = field(default_factory=Counter)
-    failed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    tallies: dict[tuple[str, str], HandlerTally] = field(default_factory=dict)
     latency: dict[str, LatencyStats] = field(default_factory=dict)
 
-    def record_handler(self, type_label: str, handler: str, seconds: float, ok: bool) -> None:
-        if ok:
-            self.handled[type_label, handler] += 1
-        else:
-            self.failed[type_label, handler] += 1
+    def tally(self, type_label: str, handler: str) -> HandlerTally:
+        """The counts of ``handler`` on ``type_label`` events, created on first use."""
+        tally = self.tallies.get((type_label, handler))
+        if tally is None:
+            tally = self.tallies[type_label, handler] = HandlerTally()
+        return tally
+
+    def latency_of(self, handler: str) -> LatencyStats:
+        """The running latency of ``handler``, created on first use."""
         stats = self.latency.get(handler)
         if stats is None:
             stats = self.latency[handler] = LatencyStats()
-        stats.observe(seconds)
+        return stats
+
+    def record_handler(self, type_label: str, handler: str, seconds: float, ok: bool) -> None:
+        tally = self.tally(type_label, handler)
+        if ok:
+            tally.handled += 1
+        else:
+            tally.failed += 1
+        self.latency_of(handler).observe(seconds)
 
     def snapshot(self, depth_by_handler: dict[str, int]) -> MetricsSnapshot:
+        tallies = self.tallies.items()
         return MetricsSnapshot(
             published=dict(self.published),
-            handled=dict(self.handled),
-            failed=dict(self.failed),
+            handled={key: t.handled for key, t in tallies if t.handled},
+            failed={key: t.failed for key, t in tallies if t.failed},
             latency={
                 name: LatencyStats(s.count, s.total, s.min, s.max)
                 for name, s in self.latency.items()

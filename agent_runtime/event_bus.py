@@ -26,14 +26,15 @@ import contextvars
 import inspect
 import itertools
 import logging
+import math
+import threading
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
 from enum import Enum
 from types import EllipsisType, TracebackType
-from typing import Self, TypeAlias
+from typing import Self
 
-from agent_runtime.bus_metrics import BusMetrics, LatencyStats, MetricsSnapshot
+from agent_runtime.bus_metrics import BusMetrics, HandlerTally, LatencyStats, MetricsSnapshot
 from agent_runtime.errors import (
     BusClosed,
     ConfigError,
@@ -48,6 +49,14 @@ from agent_runtime.events import (
     ForeignEventType,
     SystemEvent,
     event_type_key,
+)
+from agent_runtime.subscription import (
+    DispatchResult,
+    Handler,
+    HandlerOutcome,
+    Subscription,
+    handler_name,
+    type_label,
 )
 
 __all__ = [
@@ -65,77 +74,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Handler: TypeAlias = Callable[[SystemEvent], Awaitable[object] | object]
-
 DEFAULT_HANDLER_TIMEOUT = 30.0
-_running_subscription: contextvars.ContextVar[_Subscription | None] = contextvars.ContextVar(
+_ANY = EventType.ANY
+_running_subscription: contextvars.ContextVar[Subscription | None] = contextvars.ContextVar(
     "agent_events_running_subscription", default=None
 )
-
-
-def handler_name(handler: object) -> str:
-    """A readable, stable name for a handler: ``Class.method`` or the function name."""
-    name = getattr(handler, "__qualname__", None)
-    if isinstance(name, str):
-        return name
-    return type(handler).__qualname__
-
-
-def type_label(event_type: EventTypeLike) -> str:
-    """The label an event type has in metrics and logs: ``value`` or ``namespace:value``."""
-    namespace, value = event_type_key(event_type)
-    return f"{namespace}:{value}" if namespace else value
-
-
-@dataclass(frozen=True, slots=True)
-class HandlerOutcome:
-    """What one handler did with one event in :meth:`EventBus.dispatch`."""
-
-    subscription_id: str
-    handler_name: str
-    error: BaseException | None
-    duration_s: float
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass(frozen=True, slots=True)
-class DispatchResult:
-    """The outcomes of every handler that matched an event."""
-
-    event: SystemEvent
-    outcomes: tuple[HandlerOutcome, ...]
-
-    @property
-    def ok(self) -> bool:
-        return all(o.error is None for o in self.outcomes)
-
-    @property
-    def failures(self) -> tuple[HandlerOutcome, ...]:
-        return tuple(o for o in self.outcomes if o.error is not None)
-
-
-class _Subscription:
-    """One handler subscribed to one event type, with its queue and worker task."""
-
-    __slots__ = ("event_type", "handler", "id", "name", "queue", "task", "timeout")
-
-    def __init__(
-        self,
-        sub_id: str,
-        event_type: EventTypeLike,
-        handler: Handler,
-        timeout: float | None,
-    ) -> None:
-        self.id = sub_id
-        self.event_type = event_type
-        self.handler = handler
-        self.name = handler_name(handler)
-        self.timeout = timeout
-        self.queue: asyncio.Queue[SystemEvent] | None = None
-        self.task: asyncio.Task[None] | None = None
 
 
 class EventBus:
@@ -161,14 +104,25 @@ class EventBus:
         self.handler_timeout = handler_timeout
         self.sync_publish_timeout = sync_publish_timeout
         self._metrics: BusMetrics | None = BusMetrics() if enable_metrics else None
-        self._subscriptions: dict[str, _Subscription] = {}
-        self._targets: dict[EventTypeLike, tuple[_Subscription, ...]] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        self._targets: dict[EventTypeLike, tuple[Subscription, ...]] = {}
+        # The same, keyed by id() for enum members (singletons): Enum.__hash__ is
+        # Python code, id() is not. Foreign types are never put here (not singletons).
+        self._targets_by_id: dict[int, tuple[EventTypeLike, tuple[Subscription, ...], str]] = {}
+        self._loop_thread: int | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._publish_lock: asyncio.Lock | None = None
+        # Publishers in the slow path (waiting for room, or for the lock): later
+        # publishers queue behind them so every subscriber keeps one order.
+        self._waiting_publishers = 0
         self._closed = False
         self._labels: dict[EventTypeLike, str] = {}
+        # Subscriptions with a worker (also retiring ones): what the watchdog scans.
+        self._live: set[Subscription] = set()
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog_at = math.inf
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -199,6 +153,8 @@ class EventBus:
             sub.task = None
             sub.queue = None
         self._retiring.clear()
+        self._live.clear()
+        self._disarm_watchdog()
         self._loop = None
 
     async def __aenter__(self) -> Self:
@@ -242,10 +198,10 @@ class EventBus:
         if not callable(handler):
             raise SubscriptionError(f"handler must be callable, got {handler!r}")
         limit = self.handler_timeout if handler_timeout is ... else handler_timeout
-        sub = _Subscription(f"sub-{next(self._ids)}", event_type, handler, limit)
+        sub = Subscription(f"sub-{next(self._ids)}", event_type, handler, limit)
         loop = self._bind()
         self._subscriptions[sub.id] = sub
-        self._targets.clear()
+        self._forget_targets()
         self._start_worker(sub, loop)
         return sub.id
 
@@ -257,7 +213,7 @@ class EventBus:
         sub = self._subscriptions.pop(subscription_id, None)
         if sub is None:
             return False
-        self._targets.clear()
+        self._forget_targets()
         self._retire(sub)
         return True
 
@@ -277,14 +233,21 @@ class EventBus:
     async def publish(self, event: SystemEvent) -> None:
         """Queue ``event`` for every matching subscriber; waits while a queue is full."""
         targets = self._accept(event)
-        if self._loop is not asyncio.get_running_loop():
+        if not self._on_bound_loop():
             self._bind()
-        lock = self._publish_lock
-        if (lock is not None and lock.locked()) or any(s.queue.full() for s in targets):  # type: ignore[union-attr]
-            await self._publish_waiting(event, targets)
+        current = _running_subscription.get()
+        if current is not None:
+            self._refuse_self_deadlock(current, targets)
+        if self._waiting_publishers:
+            await self._publish_waiting(event, targets, 0)
             return
-        for sub in targets:
-            sub.queue.put_nowait(event)  # type: ignore[union-attr]
+        # Fast path: the event object is shared, one put per subscriber, no checks
+        # beyond the queue's own; a full queue sends the rest to the slow path.
+        try:
+            for sub in targets:
+                sub.queue.put_nowait(event)  # type: ignore[union-attr]
+        except asyncio.QueueFull:
+            await self._publish_waiting(event, targets, targets.index(sub))
 
     def publish_sync(self, event: SystemEvent) -> None:
         """Publish from synchronous code; never waits for queue room.
@@ -329,7 +292,7 @@ class EventBus:
         return await self._dispatch_to(event, targets)
 
     async def _dispatch_to(
-        self, event: SystemEvent, targets: tuple[_Subscription, ...]
+        self, event: SystemEvent, targets: tuple[Subscription, ...]
     ) -> DispatchResult:
         if not targets:
             return DispatchResult(event, ())
@@ -351,31 +314,53 @@ class EventBus:
 
     # ------------------------------------------------------------------- internals
 
-    def _accept(self, event: SystemEvent, closed_ok: bool = False) -> tuple[_Subscription, ...]:
+    def _accept(self, event: SystemEvent, closed_ok: bool = False) -> tuple[Subscription, ...]:
         """Validate and count an event; the subscriptions it goes to."""
         if self._closed and not closed_ok:
             raise BusClosed("the event bus is stopped; start it again before publishing")
         if not isinstance(event, SystemEvent):
             raise InvalidEventError(f"publish takes a SystemEvent, got {type(event).__name__}")
         event_type = event.event_type
-        if event_type is EventType.ANY:
+        if event_type is _ANY:
             raise InvalidEventError(
                 "EventType.ANY is a subscription wildcard; it cannot be published"
             )
-        if self._metrics is not None:
-            self._metrics.published[self._label(event_type)] += 1
+        metrics = self._metrics
+        cached = self._targets_by_id.get(id(event_type))
+        if cached is not None and cached[0] is event_type:
+            if metrics is not None:
+                metrics.published[cached[2]] += 1
+            return cached[1]
+        if metrics is not None:
+            metrics.published[self._label(event_type)] += 1
         return self._targets_for(event_type)
 
-    def _targets_for(self, event_type: EventTypeLike) -> tuple[_Subscription, ...]:
+    def _targets_for(self, event_type: EventTypeLike) -> tuple[Subscription, ...]:
         targets = self._targets.get(event_type)
         if targets is None:
             targets = tuple(
                 s
                 for s in self._subscriptions.values()
-                if s.event_type is EventType.ANY or s.event_type == event_type
+                if s.event_type is _ANY or s.event_type == event_type
             )
             self._targets[event_type] = targets
+            if isinstance(event_type, Enum):
+                self._targets_by_id[id(event_type)] = (event_type, targets, self._label(event_type))
         return targets
+
+    def _forget_targets(self) -> None:
+        """Drop the cached fan-out lists; the next publish of each type rebuilds them."""
+        self._targets.clear()
+        self._targets_by_id.clear()
+
+    def _on_bound_loop(self) -> bool:
+        """Whether the caller runs on the bus's loop, without ``get_running_loop()``.
+
+        A running loop that runs in this thread is the thread's running loop (loops
+        do not nest), and two cheap calls beat ``get_running_loop()`` here.
+        """
+        loop = self._loop
+        return loop is not None and loop.is_running() and threading.get_ident() == self._loop_thread
 
     def _label(self, event_type: EventTypeLike) -> str:
         label = self._labels.get(event_type)
@@ -387,6 +372,7 @@ class EventBus:
         """Bind to the running loop; move subscriptions over from a finished loop."""
         loop = asyncio.get_running_loop()
         if self._loop is loop:
+            self._loop_thread = threading.get_ident()
             return loop
         if self._loop is not None and self._loop.is_running() and not self._loop.is_closed():
             raise BusClosed(
@@ -394,19 +380,26 @@ class EventBus:
                 "use publish_sync() from other threads"
             )
         self._loop = loop
+        self._loop_thread = threading.get_ident()
         self._publish_lock = asyncio.Lock()
+        self._waiting_publishers = 0
+        self._disarm_watchdog()
+        self._live.clear()
         for sub in self._subscriptions.values():
             self._start_worker(sub, loop)
         return loop
 
-    def _start_worker(self, sub: _Subscription, loop: asyncio.AbstractEventLoop) -> None:
+    def _start_worker(self, sub: Subscription, loop: asyncio.AbstractEventLoop) -> None:
         old = sub.queue
         sub.queue = asyncio.Queue(self.max_queue_size)
         while old is not None and not old.empty():
             sub.queue.put_nowait(old.get_nowait())
+        sub.deadline = None
+        sub.expired = False
         sub.task = loop.create_task(self._work(sub), name=f"event-bus:{sub.id}:{sub.name}")
+        self._live.add(sub)
 
-    def _retire(self, sub: _Subscription) -> None:
+    def _retire(self, sub: Subscription) -> None:
         task, queue = sub.task, sub.queue
         if task is None or queue is None:
             return
@@ -415,24 +408,141 @@ class EventBus:
             await queue.join()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+            self._live.discard(sub)
 
         retiring = asyncio.get_running_loop().create_task(finish_then_stop())
         self._retiring.add(retiring)
         retiring.add_done_callback(self._retiring.discard)
 
-    async def _work(self, sub: _Subscription) -> None:
-        queue = sub.queue
-        assert queue is not None
-        _running_subscription.set(sub)
-        while True:
-            event = await queue.get()
-            try:
-                await self._run(sub, event)
-            finally:
-                queue.task_done()
+    async def _work(self, sub: Subscription) -> None:
+        """Run ``sub``'s handler on each event of its queue, in order, one at a time.
 
-    async def _run(self, sub: _Subscription, event: SystemEvent) -> BaseException | None:
-        """Call one handler on one event; never raises except on cancellation."""
+        Per event: one queue read (no coroutine while events are waiting), one
+        handler call, one ``task_done``. A timeout costs one clock read and a
+        compare: the bus's single watchdog timer enforces it (see :meth:`_watch`),
+        not a timer per call. Metrics cost one more clock read and two increments
+        on objects looked up only when the event type changes.
+        """
+        queue = sub.queue
+        task = asyncio.current_task()
+        assert queue is not None
+        assert task is not None
+        _running_subscription.set(sub)
+        handler, is_async, limit, metrics = sub.handler, sub.is_async, sub.timeout, self._metrics
+        get, get_nowait, empty, task_done = (
+            queue.get,
+            queue.get_nowait,
+            queue.empty,
+            queue.task_done,
+        )
+        perf_counter = time.perf_counter
+        timed = limit is not None or metrics is not None
+        started = 0.0
+        latency = metrics.latency_of(sub.name) if metrics is not None else None
+        tally: HandlerTally | None = None
+        tally_type: EventTypeLike | None = None
+        while True:
+            # No coroutine per event while the queue has some (get() would make one).
+            event = await get() if empty() else get_nowait()
+            if timed:
+                started = perf_counter()
+                if limit is not None:
+                    deadline = sub.deadline = started + limit
+                    if deadline < self._watchdog_at:
+                        self._arm_watchdog(deadline)
+            error: BaseException | None = None
+            try:
+                if is_async:
+                    await handler(event)  # type: ignore[misc]
+                else:
+                    result = handler(event)
+                    if inspect.isawaitable(result):
+                        await result
+            except asyncio.CancelledError:
+                if not self._was_overdue(sub, task):
+                    raise
+                error = self._overdue(sub, event)
+            except Exception as exc:
+                error = exc
+                self._log_failure(sub, event, exc)
+            finally:
+                sub.deadline = None
+                task_done()
+            if sub.expired and self._was_overdue(sub, task):  # it swallowed the cancel
+                error = self._overdue(sub, event)
+            if metrics is not None:
+                latency.observe(perf_counter() - started)  # type: ignore[union-attr]
+                if event.event_type is not tally_type or tally is None:
+                    tally_type = event.event_type
+                    tally = metrics.tally(self._label(tally_type), sub.name)
+                if error is None:
+                    tally.handled += 1
+                else:
+                    tally.failed += 1
+
+    # ------------------------------------------------------------------ watchdog
+
+    def _arm_watchdog(self, when: float) -> None:
+        """Run :meth:`_watch` at ``when`` (``time.perf_counter`` time, as deadlines are)."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        loop = self._loop
+        if loop is None:
+            self._watchdog, self._watchdog_at = None, math.inf
+            return
+        self._watchdog = loop.call_later(max(when - time.perf_counter(), 0.0), self._watch)
+        self._watchdog_at = when
+
+    def _disarm_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._watchdog = None
+        self._watchdog_at = math.inf
+
+    def _watch(self) -> None:
+        """Cancel every worker call past its deadline, then sleep until the next one.
+
+        One timer per bus instead of one per call: a worker only writes its
+        deadline, and this runs at most once per timeout period while calls are
+        quick. The cancelled call is marked ``expired`` so the worker reports a
+        :class:`HandlerTimeout` instead of stopping.
+        """
+        self._watchdog = None
+        self._watchdog_at = math.inf
+        now = time.perf_counter()
+        nearest = math.inf
+        for sub in self._live:
+            deadline = sub.deadline
+            if deadline is None:
+                continue
+            if deadline <= now:
+                sub.deadline = None
+                if sub.task is not None and not sub.task.done():
+                    sub.expired = True
+                    sub.task.cancel()
+            elif deadline < nearest:
+                nearest = deadline
+        if nearest < math.inf:
+            self._arm_watchdog(nearest)
+
+    @staticmethod
+    def _was_overdue(sub: Subscription, task: asyncio.Task[None]) -> bool:
+        """Take back the watchdog's cancel; False if it was not the (only) cancel."""
+        if not sub.expired:
+            return False
+        sub.expired = False
+        return task.uncancel() == 0
+
+    def _overdue(self, sub: Subscription, event: SystemEvent) -> HandlerTimeout:
+        error = HandlerTimeout(
+            f"handler {sub.name} took longer than {sub.timeout}s on "
+            f"{self._label(event.event_type)} event {event.event_id}; it was cancelled"
+        )
+        self._log_failure(sub, event, error)
+        return error
+
+    async def _run(self, sub: Subscription, event: SystemEvent) -> BaseException | None:
+        """Call one handler on one event (for :meth:`dispatch`); raises only on cancellation."""
         metrics = self._metrics
         started = time.perf_counter() if metrics is not None else 0.0
         error = await self._call(sub, event)
@@ -445,12 +555,12 @@ class EventBus:
             )
         return error
 
-    async def _timed_run(self, sub: _Subscription, event: SystemEvent) -> HandlerOutcome:
+    async def _timed_run(self, sub: Subscription, event: SystemEvent) -> HandlerOutcome:
         started = time.perf_counter()
         error = await self._run(sub, event)
         return HandlerOutcome(sub.id, sub.name, error, time.perf_counter() - started)
 
-    async def _call(self, sub: _Subscription, event: SystemEvent) -> BaseException | None:
+    async def _call(self, sub: Subscription, event: SystemEvent) -> BaseException | None:
         scope: asyncio.Timeout | None = None
         try:
             if sub.timeout is None:
@@ -476,7 +586,7 @@ class EventBus:
             self._log_failure(sub, event, exc)
             return exc
 
-    def _log_failure(self, sub: _Subscription, event: SystemEvent, error: BaseException) -> None:
+    def _log_failure(self, sub: Subscription, event: SystemEvent, error: BaseException) -> None:
         logger.error(
             "handler %s failed on %s event %s: %s: %s",
             sub.name,
@@ -487,10 +597,9 @@ class EventBus:
             exc_info=error if not isinstance(error, HandlerTimeout) else None,
         )
 
-    def _publish_nowait(self, event: SystemEvent, targets: Iterable[_Subscription]) -> None:
+    def _publish_nowait(self, event: SystemEvent, targets: Iterable[Subscription]) -> None:
         targets = tuple(targets)
-        lock = self._publish_lock
-        if lock is not None and lock.locked():
+        if self._waiting_publishers:
             raise QueueFull("publishers are waiting for queue room; publish_sync cannot wait")
         for sub in targets:
             if sub.queue is not None and sub.queue.full():
@@ -501,27 +610,34 @@ class EventBus:
         for sub in targets:
             sub.queue.put_nowait(event)  # type: ignore[union-attr]
 
-    async def _publish_waiting(
-        self, event: SystemEvent, targets: tuple[_Subscription, ...]
-    ) -> None:
-        """Slow path: wait for room in each queue, one publisher at a time (keeps order)."""
-        lock = self._publish_lock
-        assert lock is not None
-        current = _running_subscription.get()
-        if (
-            current is not None
-            and current in targets
-            and current.queue is not None
-            and current.queue.full()
-        ):
+    @staticmethod
+    def _refuse_self_deadlock(current: Subscription, targets: tuple[Subscription, ...]) -> None:
+        """A handler waiting for room in its own queue would wait forever: refuse it."""
+        queue = current.queue
+        if queue is not None and queue.full() and current in targets:
             raise QueueFull(
                 f"handler {current.name} published to its own full queue; waiting would deadlock"
             )
-        async with lock:
-            for sub in targets:
-                queue = sub.queue
-                if queue is not None:
-                    await queue.put(event)
+
+    async def _publish_waiting(
+        self, event: SystemEvent, targets: tuple[Subscription, ...], start: int
+    ) -> None:
+        """Slow path: wait for room in each queue from ``start`` on, one publisher at a time.
+
+        The targets before ``start`` already have the event. The counter is raised
+        before anything can yield, so later publishers queue behind this one (order).
+        """
+        lock = self._publish_lock
+        assert lock is not None
+        self._waiting_publishers += 1
+        try:
+            async with lock:
+                for sub in targets[start:]:
+                    queue = sub.queue
+                    if queue is not None:
+                        await queue.put(event)
+        finally:
+            self._waiting_publishers -= 1
 
     def _publish_from_thread(self, event: SystemEvent, loop: asyncio.AbstractEventLoop) -> None:
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
