@@ -1,4 +1,10 @@
-"""Creating topics with partitions and replication, and waiting until they are usable."""
+"""Creating topics with partitions and replication, and waiting until they are usable.
+
+``create_topics`` returning is not enough: the topic is missing from metadata for a few
+hundred milliseconds afterwards (0.2-0.3 s on Kafka 4.1), and a producer or consumer
+started in that gap sees "unknown topic". Waiting here, until every partition has a
+leader, keeps that race out of every caller.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,13 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-from agent_runtime.errors import KafkaError
+from agent_runtime.errors import BrokerUnavailable, ConfigError
 from producers.config import KafkaConnectionConfig
 from producers.connect import start_with_backoff
 
 __all__ = ["TopicSpec", "ensure_topics"]
+
+_POLL_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,12 +35,18 @@ class TopicSpec:
 
 
 async def ensure_topics(
-    connection: KafkaConnectionConfig, specs: list[TopicSpec], *, wait_s: float = 30.0
+    connection: KafkaConnectionConfig,
+    specs: list[TopicSpec],
+    *,
+    exist_ok: bool = True,
+    wait_s: float = 30.0,
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the names that were created.
 
-    Returns once every topic shows all its partitions in metadata: a topic is
-    missing from metadata for a moment after ``create_topics`` returns.
+    Returns once every topic shows all its partitions with leaders in metadata.
+    Raises :class:`ConfigError` when the broker refuses a topic (a bad config, too
+    high a replication factor, or it exists and ``exist_ok`` is false) and
+    :class:`BrokerUnavailable` when metadata does not show it within ``wait_s``.
     """
     admin = AIOKafkaAdminClient(**connection.client_kwargs())
     await start_with_backoff(
@@ -51,39 +65,47 @@ async def ensure_topics(
                 spec.replication_factor,
                 topic_configs=dict(spec.configs),
             )
-            try:
-                response = await admin.create_topics([new_topic])
-            except TopicAlreadyExistsError:
-                continue
-            for topic_error in response.topic_errors:
-                name, code = topic_error[0], topic_error[1]
+            response = await admin.create_topics([new_topic])
+            for entry in response.topic_errors:
+                code = entry[1]
                 if code == 0:
-                    created.append(name)
-                elif for_code(code) is not TopicAlreadyExistsError:
-                    message = topic_error[2] if len(topic_error) > 2 else ""
-                    raise KafkaError(
-                        f"cannot create topic {name!r}: {for_code(code).__name__} {message or ''}".strip()
-                    )
-        await _wait_for_metadata(admin, specs, wait_s)
+                    created.append(entry[0])
+                    continue
+                error = for_code(code)
+                if error is TopicAlreadyExistsError and exist_ok:
+                    continue
+                message = entry[2] if len(entry) > 2 and entry[2] else error.__name__
+                raise ConfigError(f"the broker refused to create topic {entry[0]!r}: {message}")
+        await _wait_for_leaders(admin, specs, wait_s)
     finally:
         await admin.close()
     return created
 
 
-async def _wait_for_metadata(
+async def _wait_for_leaders(
     admin: AIOKafkaAdminClient, specs: list[TopicSpec], wait_s: float
 ) -> None:
     give_up_at = time.monotonic() + wait_s
-    pending = {s.name for s in specs}
+    pending = {s.name: s.partitions for s in specs}
     while pending:
-        described = await admin.describe_topics(sorted(pending))
-        for topic in described:
-            if topic.get("error_code", 0) == 0 and topic.get("partitions"):
-                pending.discard(topic["topic"])
+        for topic in await admin.describe_topics(sorted(pending)):
+            name = topic.get("topic")
+            if name in pending and _has_all_leaders(topic, pending[name]):
+                del pending[name]
         if not pending:
             return
         if time.monotonic() > give_up_at:
-            raise KafkaError(
-                f"topics {sorted(pending)} did not appear in metadata within {wait_s}s"
+            raise BrokerUnavailable(
+                f"topics {sorted(pending)} were created but metadata did not show all their "
+                f"partitions with leaders within {wait_s}s"
             )
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(_POLL_S)
+
+
+def _has_all_leaders(topic: dict[str, object], partitions: int) -> bool:
+    if topic.get("error_code", 0) != 0:
+        return False
+    parts = topic.get("partitions")
+    if not isinstance(parts, list) or len(parts) < partitions:
+        return False
+    return all(isinstance(p, dict) and int(p.get("leader", -1)) >= 0 for p in parts)
