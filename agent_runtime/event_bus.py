@@ -31,8 +31,7 @@ import threading
 import time
 from collections.abc import Collection, Iterable
 from enum import Enum
-from types import EllipsisType, TracebackType
-from typing import Self
+from types import EllipsisType
 
 from agent_runtime.bus_metrics import BusMetrics, HandlerTally, LatencyStats, MetricsSnapshot
 from agent_runtime.errors import (
@@ -50,6 +49,7 @@ from agent_runtime.events import (
     SystemEvent,
     event_type_key,
 )
+from agent_runtime.resource import AsyncResource
 from agent_runtime.subscription import (
     DispatchResult,
     Handler,
@@ -81,7 +81,7 @@ _running_subscription: contextvars.ContextVar[Subscription | None] = contextvars
 )
 
 
-class EventBus:
+class EventBus(AsyncResource):
     """Publish/subscribe for :class:`SystemEvent` within one process.
 
     Use it as ``async with EventBus() as bus`` or call :meth:`start`/:meth:`stop`;
@@ -156,18 +156,6 @@ class EventBus:
         self._live.clear()
         self._disarm_watchdog()
         self._loop = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def join(self) -> None:
         """Wait until every event queued so far has been handled by every subscriber."""

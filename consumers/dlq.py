@@ -13,13 +13,13 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
 
 from agent_runtime.errors import KafkaError
+from agent_runtime.resource import AsyncResource
 from producers.config import KafkaConnectionConfig
 from producers.connect import start_with_backoff
 from producers.headers import Headers, header_value
@@ -91,7 +91,7 @@ def error_headers_of(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
     return {k[len(p) :]: v.decode("utf-8", "replace") for k, v in headers if k.startswith(p)}
 
 
-class DeadLetterPublisher:
+class DeadLetterPublisher(AsyncResource):
     """Writes dead letters and waits for each to be acknowledged.
 
     The consumer commits past a failed record only once its dead letter is
@@ -127,18 +127,6 @@ class DeadLetterPublisher:
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def publish(self, letter: DeadLetter) -> None:
         """Write ``letter`` to the DLQ; returns once the broker acknowledged it."""

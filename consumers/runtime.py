@@ -27,8 +27,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
@@ -38,6 +37,7 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from agent_runtime.errors import ConfigError, KafkaError
 from agent_runtime.event_bus import EventBus, Handler
 from agent_runtime.events import EventType, EventTypeLike
+from agent_runtime.resource import AsyncResource
 from consumers.config import ConsumerConfig
 from consumers.dlq import DeadLetterPublisher
 from consumers.processing import ProcessingObserver, RecordProcessor
@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 HandlerSpec = Handler | tuple[EventTypeLike, Handler]
 
 
-class ConsumerService:
+class ConsumerService(AsyncResource):
     """Consume ``config.topics`` as group ``config.group_id`` into the given handlers.
 
     ``handlers`` are the same objects an in-process :class:`EventBus` runs: a bare
@@ -169,18 +169,6 @@ class ConsumerService:
             await self._dead_letters.stop()
             self._dead_letters = None
         await self.bus.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # ------------------------------------------------------------------ state
 

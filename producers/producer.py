@@ -22,8 +22,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
@@ -38,6 +37,7 @@ from agent_runtime.errors import (
 )
 from agent_runtime.event_bus import EventBus, type_label
 from agent_runtime.events import EventType, EventTypeLike, SystemEvent
+from agent_runtime.resource import AsyncResource
 from producers.config import ProducerConfig
 from producers.connect import start_with_backoff
 from producers.headers import (
@@ -84,7 +84,7 @@ class ProducerStats:
         self.errors[name] = self.errors.get(name, 0) + 1
 
 
-class KafkaEventProducer:
+class KafkaEventProducer(AsyncResource):
     """Produce :class:`SystemEvent`s to Kafka as Avro single-object records.
 
     Use ``async with KafkaEventProducer(bootstrap_servers=...) as producer``; stop
@@ -180,18 +180,6 @@ class KafkaEventProducer:
             await producer.flush()
         finally:
             await producer.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -------------------------------------------------------------------- sending
 

@@ -27,8 +27,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -38,6 +37,7 @@ from agent_events.broker.kafka_libs import DEFAULT_KAFKA_VERSION, ensure_kafka_l
 from agent_events.broker.kafka_node import KafkaNode, read_cluster_id
 from agent_events.broker.tools import find_java
 from agent_runtime.errors import BrokerSetupError, ConfigError
+from agent_runtime.resource import AsyncResource
 
 __all__ = ["KafkaCluster", "PartitionState"]
 
@@ -53,7 +53,7 @@ class PartitionState:
     isr: tuple[int, ...]
 
 
-class KafkaCluster:
+class KafkaCluster(AsyncResource):
     """One or more local KRaft nodes; build it with :meth:`single` or :meth:`three_nodes`."""
 
     def __init__(
@@ -137,18 +137,6 @@ class KafkaCluster:
         )
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Fetch jars if needed, format new storage, launch every node, wait until all serve."""

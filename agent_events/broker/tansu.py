@@ -18,8 +18,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from agent_events.broker._process import (
     free_port,
@@ -32,11 +30,12 @@ from agent_events.broker._process import (
 from agent_events.broker.readiness import BrokerNotReady, wait_until_serving
 from agent_events.broker.tools import find_tansu
 from agent_runtime.errors import BrokerSetupError
+from agent_runtime.resource import AsyncResource
 
 __all__ = ["TansuBroker"]
 
 
-class TansuBroker:
+class TansuBroker(AsyncResource):
     """One Tansu process; ``start`` returns when it answers metadata requests."""
 
     def __init__(
@@ -74,18 +73,6 @@ class TansuBroker:
         """Tansu's output (it logs to stdout)."""
         home = self._home or self._tmp or Path(tempfile.gettempdir())
         return home / "tansu.log"
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Launch Tansu and wait until it serves; BrokerSetupError with its output if not."""
