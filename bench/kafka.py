@@ -244,11 +244,12 @@ async def latency_raw(bootstrap: str, s: Settings) -> list[float]:
     async def consume() -> None:
         while len(samples) < total:
             batch = await consumer.getmany(timeout_ms=100)
-            for tp, records in batch.items():
+            for records in batch.values():
                 for record in records:
                     event = decode_event(record.value)
                     samples.append(time.time() - float(event.metadata["sent"]))  # type: ignore[arg-type]
-                await consumer.commit({tp: records[-1].offset + 1})
+            if batch:
+                await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
 
     try:
         async with asyncio.timeout(60):
