@@ -27,8 +27,9 @@ and exits with code 2.
     │   ├── ProduceError            a record was not acknowledged
     │   │   └── RecordTooLarge      the broker refused the record's size
     │   └── ProducerBufferFull      the bounded producer buffer is full
-    └── BrokerSetupError            a local broker could not be installed or started
-        └── ToolMissing             a JDK, Maven or Tansu is not installed
+    ├── BrokerSetupError            a local broker could not be installed or started
+    │   └── ToolMissing             a JDK, Maven or Tansu is not installed
+    └── SinkError                   a service's sink (webhook, database) failed after retries
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ __all__ = [
     "QueueFull",
     "RecordTooLarge",
     "SessionNotFound",
+    "SinkError",
     "SubscriptionError",
     "ToolMissing",
     "UnknownSchemaError",
@@ -149,3 +151,11 @@ class BrokerSetupError(AgentEventsError):
 
 class ToolMissing(BrokerSetupError):
     """A program the local broker needs (JDK, Maven, Tansu) is not installed."""
+
+
+class SinkError(AgentEventsError):
+    """A service's sink (alert webhook, event database) refused or did not answer after retries.
+
+    The handler raises it, so the consumer retries the record and then dead-letters it
+    with this message; re-drive it once the sink is back.
+    """

@@ -23,8 +23,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Collection
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from aiokafka.structs import ConsumerRecord
 
@@ -36,7 +37,13 @@ from consumers.dlq import REDRIVE_FOR_GROUP_HEADER, DeadLetter
 from producers.headers import header_value
 from schemas.codec import EventCodec
 
-__all__ = ["DeadLetterSink", "ProcessingStats", "RecordProcessor"]
+__all__ = [
+    "DeadLetterSink",
+    "ProcessingObserver",
+    "ProcessingStats",
+    "RecordProcessor",
+    "RecordScope",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +76,18 @@ class ProcessingObserver(Protocol):
     def record_dead_lettered(self, record: Record, reason: str) -> None: ...
 
 
+@runtime_checkable
+class RecordScope(Protocol):
+    """An observer that also wraps each record's processing in a context.
+
+    The context is entered before decoding and left after the record is done, in
+    the task that runs the handlers, so context variables it sets (a trace span,
+    log fields) are seen by every handler.
+    """
+
+    def record_scope(self, record: Record) -> AbstractContextManager[object]: ...
+
+
 class RecordProcessor:
     """Runs the numbered steps of this module's docstring for one record at a time."""
 
@@ -86,10 +105,18 @@ class RecordProcessor:
         self._dead_letters = dead_letters
         self._codec = codec or EventCodec()
         self._observer = observer
+        self._scope = observer.record_scope if isinstance(observer, RecordScope) else None
         self.stats = ProcessingStats()
 
     async def process(self, record: Record) -> None:
         """Handle ``record`` completely; returns when its offset may be committed."""
+        if self._scope is None:
+            await self._process(record)
+            return
+        with self._scope(record):
+            await self._process(record)
+
+    async def _process(self, record: Record) -> None:
         target_group = header_value(record.headers, REDRIVE_FOR_GROUP_HEADER)
         if target_group is not None and target_group.decode() != self._config.group_id:
             self.stats.skipped += 1

@@ -7,6 +7,8 @@ while producers keep writing, and no group's committed offsets are touched.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,11 +16,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from agent_runtime.errors import ConfigError
+from agent_runtime.errors import BrokerUnavailable, ConfigError
 from producers.config import KafkaConnectionConfig
 from producers.connect import start_with_backoff
 
-__all__ = ["scan_topic", "standalone_consumer", "topic_partitions"]
+__all__ = ["log_end_offsets", "scan_topic", "standalone_consumer", "topic_partitions"]
 
 
 @asynccontextmanager
@@ -37,6 +39,9 @@ async def standalone_consumer(
         deadline_s=connection.connect_timeout_s,
         close=consumer.stop,
     )
+    # aiokafka's group-less coordinator starts a task in start(); stop() before that task
+    # first ran raises CancelledError and leaves the client open. Let it run once.
+    await asyncio.sleep(0)
     try:
         yield consumer
     finally:
@@ -62,6 +67,44 @@ async def topic_partitions(
     return [TopicPartition(topic, p) for p in chosen]
 
 
+async def log_end_offsets(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], *, timeout_s: float = 30.0
+) -> dict[TopicPartition, int]:
+    """The next offset of each partition, checked against a fetch's high watermark.
+
+    Some brokers (Tansu) answer ``ListOffsets(latest)`` with the base offset of the last
+    record *batch* plus one (a topic of 110 records written in one batch "ends" at 1),
+    while the high watermark in their fetch responses is right. So one fetch at the listed
+    end minus one is made, and the larger answer kept (the last stable offset under
+    ``read_committed``). Changes the consumer's assignment.
+    """
+    listed: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+    begin: dict[TopicPartition, int] = await consumer.beginning_offsets(tps)
+    probe = [tp for tp in tps if listed[tp] > begin[tp]]
+    if not probe:
+        return dict(listed)
+    consumer.assign(probe)
+    for tp in probe:
+        consumer.seek(tp, listed[tp] - 1)
+    committed_only = getattr(consumer, "_isolation_level", None) == "read_committed"
+    ends = dict(listed)
+    pending = set(probe)
+    give_up_at = time.monotonic() + timeout_s
+    while pending:
+        await consumer.getmany(*pending, timeout_ms=100)
+        for tp in list(pending):
+            seen = consumer.last_stable_offset(tp) if committed_only else consumer.highwater(tp)
+            if seen is not None:
+                ends[tp] = max(listed[tp], seen)
+                pending.discard(tp)
+        if pending and time.monotonic() > give_up_at:
+            raise BrokerUnavailable(
+                f"no fetch answer for {sorted(tp.partition for tp in pending)} of "
+                f"{probe[0].topic!r} within {timeout_s:.0f} s; is the broker overloaded?"
+            )
+    return ends
+
+
 async def scan_topic(
     consumer: AIOKafkaConsumer,
     tps: list[TopicPartition],
@@ -71,11 +114,11 @@ async def scan_topic(
     """Yield records of ``tps`` from ``start`` (default: earliest) up to ``stop``.
 
     ``stop`` is exclusive and defaults to the end offsets at the start of the
-    scan. Records of one partition come in offset order.
+    scan (:func:`log_end_offsets`). Records of one partition come in offset order.
     """
+    end = stop if stop is not None else await log_end_offsets(consumer, tps)
     consumer.assign(tps)
     begin = await consumer.beginning_offsets(tps)
-    end = stop if stop is not None else await consumer.end_offsets(tps)
     remaining: set[TopicPartition] = set()
     for tp in tps:
         first = max(begin[tp], (start or {}).get(tp, begin[tp]))

@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
@@ -52,7 +53,13 @@ from producers.headers import (
 from producers.partitioner import SessionKeyPartitioner
 from schemas.codec import CONTENT_TYPE, EventCodec
 
-__all__ = ["DeliveryErrorCallback", "DeliveryResult", "KafkaEventProducer", "ProducerStats"]
+__all__ = [
+    "DeliveryErrorCallback",
+    "DeliveryResult",
+    "KafkaEventProducer",
+    "ProducerStats",
+    "SendHook",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +91,16 @@ class ProducerStats:
         self.errors[name] = self.errors.get(name, 0) + 1
 
 
+class SendHook(Protocol):
+    """Wraps each send (an OpenTelemetry ``send`` span, for instance).
+
+    ``on_send`` may append headers (W3C ``traceparent``) before the record is
+    queued; the context it returns is left once the record is queued or refused.
+    """
+
+    def on_send(self, topic: str, key: str, headers: Headers) -> AbstractContextManager[object]: ...
+
+
 class KafkaEventProducer(AsyncResource):
     """Produce :class:`SystemEvent`s to Kafka as Avro single-object records.
 
@@ -97,6 +114,7 @@ class KafkaEventProducer(AsyncResource):
         *,
         codec: EventCodec | None = None,
         on_delivery_error: DeliveryErrorCallback | None = None,
+        send_hook: SendHook | None = None,
         **overrides: Any,
     ) -> None:
         if config is None:
@@ -108,6 +126,7 @@ class KafkaEventProducer(AsyncResource):
         self.stats = ProducerStats()
         self._codec = codec or EventCodec()
         self._on_delivery_error = on_delivery_error
+        self._send_hook = send_hook
         self._sequencer = SessionSequencer(config.sequence_cache_size)
         self._producer: AIOKafkaProducer | None = None
         self._idempotent = config.enable_idempotence
@@ -195,14 +214,13 @@ class KafkaEventProducer(AsyncResource):
         key = event.partition_key
         headers = self._headers(event, key)
         timestamp_ms = int(event.timestamp.timestamp() * 1000)
+        topic = topic or self.config.topic
+        hook = self._send_hook
         try:
-            future = await producer.send(
-                topic or self.config.topic,
-                value=value,
-                key=key.encode(),
-                timestamp_ms=timestamp_ms,
-                headers=headers,
-            )
+            with hook.on_send(topic, key, headers) if hook is not None else nullcontext():
+                future = await producer.send(
+                    topic, value=value, key=key.encode(), timestamp_ms=timestamp_ms, headers=headers
+                )
         except MessageSizeTooLargeError as exc:
             error: ProduceError = RecordTooLarge(
                 f"event {event.event_id} is {len(value)} bytes encoded, over max_request_size "

@@ -43,7 +43,8 @@ async def ensure_topics(
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the names that were created.
 
-    Returns once every topic shows all its partitions with leaders in metadata.
+    Returns once every topic shows all its partitions with leaders in metadata (for a
+    topic that already existed: the partitions it has, whatever ``spec`` asked for).
     Raises :class:`ConfigError` when the broker refuses a topic (a bad config, too
     high a replication factor, or it exists and ``exist_ok`` is false) and
     :class:`BrokerUnavailable` when metadata does not show it within ``wait_s``.
@@ -76,17 +77,19 @@ async def ensure_topics(
                     continue
                 message = entry[2] if len(entry) > 2 and entry[2] else error.__name__
                 raise ConfigError(f"the broker refused to create topic {entry[0]!r}: {message}")
-        await _wait_for_leaders(admin, specs, wait_s)
+        expected = {s.name: (s.partitions if s.name in created else 1) for s in specs}
+        await _wait_for_leaders(admin, expected, wait_s)
     finally:
         await admin.close()
     return created
 
 
 async def _wait_for_leaders(
-    admin: AIOKafkaAdminClient, specs: list[TopicSpec], wait_s: float
+    admin: AIOKafkaAdminClient, expected: dict[str, int], wait_s: float
 ) -> None:
+    """Wait until each topic shows at least ``expected[topic]`` partitions, all with leaders."""
     give_up_at = time.monotonic() + wait_s
-    pending = {s.name: s.partitions for s in specs}
+    pending = dict(expected)
     while pending:
         for topic in await admin.describe_topics(sorted(pending)):
             name = topic.get("topic")

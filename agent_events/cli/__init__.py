@@ -15,7 +15,19 @@ from typing import Annotated
 import typer
 
 from agent_events import __version__
-from agent_events.cli import broker
+from agent_events.cli import (
+    broker,
+    consume,
+    demo,
+    dlq,
+    groups,
+    produce,
+    replay,
+    tail,
+    topics,
+    trace,
+    verify_order,
+)
 from agent_runtime.errors import AgentEventsError
 
 __all__ = ["app", "main"]
@@ -27,7 +39,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("demo")(demo.demo)
 app.add_typer(broker.app, name="broker")
+app.command("consume")(consume.consume)
+app.add_typer(groups.app, name="groups")
+app.command("replay")(replay.replay_command)
+app.add_typer(topics.app, name="topics")
+app.command("produce")(produce.produce)
+app.command("tail")(tail.tail)
+app.add_typer(dlq.app, name="dlq")
+app.command("verify-order")(verify_order.verify_order_command)
+app.command("trace")(trace.trace)
 
 
 def _print_version(value: bool) -> None:

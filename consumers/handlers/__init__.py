@@ -38,6 +38,7 @@ from consumers.handlers.filtered import Condition, FilteredHandler
 from consumers.handlers.idempotency import IdempotentHandler, SeenEvents
 from consumers.handlers.isolation import ErrorIsolatedHandler, safe_handler
 from consumers.handlers.metrics import MetricsCollector
+from consumers.handlers.postgres_store import PostgresEventStore
 from consumers.handlers.priority import Priority, PriorityEventBus
 from consumers.handlers.retry import RetryHandler
 from consumers.handlers.router import EventRouter
@@ -76,6 +77,7 @@ __all__ = [
     "LoggingAlertSink",
     "LoggingHandler",
     "MetricsCollector",
+    "PostgresEventStore",
     "Priority",
     "PriorityEventBus",
     "Projector",

@@ -1,0 +1,128 @@
+"""The ``aggregate`` service: windowed aggregation of agent events, with crash-safe state.
+
+Unlike the handler services it runs its own consumer-group member, a
+:class:`~consumers.windows.WindowProcessor` (state in a changelog topic, output in Kafka
+transactions where the broker has them); :class:`ServiceHost` drives it like any other
+member (start, run, SIGTERM, lag, metrics). Scale it like every service: more processes
+with the same ``--group`` share the partitions, each restoring the state of those it
+gets before processing them.
+
+Threshold alerts (``--alert-threshold``) go to ``aggregate.alerts_topic`` inside the
+transaction and are published on the process's bus, where a logging handler writes
+them at WARNING. Metrics: ``agent_events_window_*`` (open windows, late events,
+restore time, ...), see :mod:`consumers.windows.metrics`.
+
+::
+
+    agent-events consume aggregate --window tumbling:60s --grace 10s
+    agent-events consume aggregate --window sliding:60s --alert-threshold 10
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from agent_events.services._base import Service
+from agent_events.settings import AgentEventsSettings
+from agent_runtime.event_bus import EventBus
+from agent_runtime.events import EventType, SystemEvent
+from consumers.config import ConsumerConfig
+from consumers.runtime import HandlerSpec
+from consumers.windows import (
+    WindowedAggregationConfig,
+    WindowMetricsCollector,
+    WindowProcessor,
+    parse_window,
+)
+
+__all__ = ["AggregateService", "build_aggregate_service"]
+
+logger = logging.getLogger("agent_events.alerts")
+
+
+class AggregateService(Service):
+    """Windows over ``settings.topic`` as configured by ``settings.aggregate``."""
+
+    name = "aggregate"
+
+    def __init__(self, settings: AgentEventsSettings, registry: CollectorRegistry) -> None:
+        super().__init__(settings, registry)
+        self.bus = EventBus()
+        self.processor: WindowProcessor | None = None
+
+    def handlers(self) -> list[HandlerSpec]:
+        return []  # the processor consumes for itself, see member()
+
+    def member(self, config: ConsumerConfig) -> WindowProcessor:
+        """The window processor, built from the host's consumer config and our section."""
+        section = self.settings.aggregate
+        window = WindowedAggregationConfig(
+            **self.settings.connection().model_dump(),
+            topics=config.topics,
+            group_id=config.group_id,
+            group_instance_id=config.group_instance_id,
+            auto_offset_reset=config.auto_offset_reset,
+            session_timeout_ms=config.session_timeout_ms,
+            heartbeat_interval_ms=config.heartbeat_interval_ms,
+            max_poll_interval_ms=config.max_poll_interval_ms,
+            commit_interval_s=config.commit_interval_s,
+            dlq_topic=config.dlq_topic,
+            window=parse_window(section.window, grace=section.grace),
+            key_fields=section.key_fields,
+            store_name=section.store_name,
+            output_topic=section.output_topic,
+            late_topic=section.late_topic,
+            alerts_topic=section.alerts_topic,
+            alert_threshold=section.alert_threshold,
+            emit_on_update=section.emit_on_update,
+            processing_guarantee=section.guarantee,
+            repartition=section.repartition,
+            idle_source_after_s=section.idle_source_after_s,
+        )
+        processor = WindowProcessor(window, alert_bus=self.bus)
+        self.registry.register(WindowMetricsCollector(config.group_id, processor.metrics_snapshot))
+        self.processor = processor
+        return processor
+
+    async def start(self) -> None:
+        await self.bus.subscribe(EventType.CUSTOM, _log_alert)
+
+    async def stop(self) -> None:
+        await self.bus.stop()
+
+    async def summary(self) -> dict[str, Any]:
+        processor = self.processor
+        if processor is None:
+            return {}
+        metrics = dataclasses.asdict(processor.metrics_snapshot())
+        return {
+            "window": str(processor.config.definition),
+            "grace_ms": processor.config.definition.grace_ms,
+            "guarantee": processor.guarantee,
+            **metrics,
+        }
+
+
+async def _log_alert(event: SystemEvent) -> None:
+    meta = event.metadata
+    logger.warning(
+        "%s %s events for agent %s in window %s .. %s (threshold %s)",
+        meta.get("count"),
+        meta.get("source_event_type"),
+        event.agent_id,
+        meta.get("window_start"),
+        meta.get("window_end"),
+        meta.get("threshold"),
+        extra={"alert_kind": meta.get("kind"), "window_key": meta.get("key")},
+    )
+
+
+def build_aggregate_service(
+    settings: AgentEventsSettings, registry: CollectorRegistry
+) -> AggregateService:
+    """The ``aggregate`` entry of the service registry."""
+    return AggregateService(settings, registry)

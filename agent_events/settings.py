@@ -1,0 +1,413 @@
+"""Settings of the ``agent-events`` services, from flags, environment and a config file.
+
+One precedence rule, highest first::
+
+    command-line flags  >  environment  >  config file (--config)  >  defaults
+
+"Environment" is the process environment, then a ``./.env`` file (a ``.env`` only
+supplies variables the environment lacks). Variables are prefixed ``AGENT_EVENTS_``
+and nested sections use ``__``: ``AGENT_EVENTS_ALERTING__SLOW_THRESHOLD_MS=2000``.
+The config file is TOML, YAML or a ``.env`` file with the same names (sections as
+tables: ``[alerting]`` / ``slow_threshold_ms = 2000``).
+
+Kafka settings keep Kafka's own names (``bootstrap_servers``, ``security_protocol``,
+``sasl_mechanism``, ``sasl_plain_username``, ``sasl_plain_password``, ``ssl_cafile``,
+``group_id``, ``auto_offset_reset``). Everything is validated when loaded, including
+the client configs built from it, so a bad value fails at start-up with one
+:class:`ConfigError` line naming the setting, never deep inside a running service.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from agent_runtime.errors import ConfigError
+from consumers.config import DEFAULT_DLQ_TOPIC, ConsumerConfig, Ordering
+from consumers.windows.config import WindowSettings
+from producers.config import DEFAULT_TOPIC, KafkaConnectionConfig, ProducerConfig
+
+__all__ = [
+    "ENV_PREFIX",
+    "AgentEventsSettings",
+    "AlertingSettings",
+    "ConsumerTuning",
+    "ProducerTuning",
+    "RouterSettings",
+    "StoreSettings",
+    "TracingSettings",
+    "load_settings",
+]
+
+ENV_PREFIX = "AGENT_EVENTS_"
+NESTED_DELIMITER = "__"
+
+_Section = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConsumerTuning(BaseModel):
+    """Consumer-group knobs shared by every service (see :class:`ConsumerConfig`)."""
+
+    model_config = _Section
+
+    ordering: Ordering = "partition"
+    max_concurrent_keys: int = Field(default=64, ge=1)
+    handler_timeout_s: float | None = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+    retry_backoff_s: float = Field(default=0.2, ge=0)
+    retry_backoff_max_s: float = Field(default=5.0, ge=0)
+    commit_interval_s: float = Field(default=0.5, gt=0)
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+    max_poll_records: int = Field(default=500, ge=1)
+    max_buffered_per_partition: int = Field(default=1_000, ge=1)
+    group_instance_id: str | None = None
+    isolation_level: Literal["read_uncommitted", "read_committed"] = "read_committed"
+
+
+class ProducerTuning(BaseModel):
+    """Producer knobs (see :class:`ProducerConfig`); the defaults are the safe ones."""
+
+    model_config = _Section
+
+    acks: Literal["all", 1, 0] = "all"
+    enable_idempotence: bool = True
+    linger_ms: int = Field(default=5, ge=0)
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
+
+
+class AlertingSettings(BaseModel):
+    """The ``alerting`` service: what is slow, and where alerts go."""
+
+    model_config = _Section
+
+    slow_threshold_ms: float = Field(
+        default=5000, ge=0, description="A completion slower than this alerts (warning)."
+    )
+    log: bool = Field(default=True, description="Write alerts to the structured log.")
+    webhook_url: str | None = Field(
+        default=None, description="POST each alert as JSON to this http(s) URL."
+    )
+    webhook_retries: int = Field(default=3, ge=0, description="Retries after a failed POST.")
+    webhook_backoff_s: float = Field(default=0.5, ge=0)
+    webhook_backoff_max_s: float = Field(default=10.0, ge=0)
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_only(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("webhook_url must be an http:// or https:// URL")
+        return url
+
+    @model_validator(mode="after")
+    def _check(self) -> AlertingSettings:
+        if not self.log and self.webhook_url is None:
+            raise ValueError("alerting needs a sink: keep log=true or set webhook_url")
+        return self
+
+
+class StoreSettings(BaseModel):
+    """The ``store`` service: where events are kept (idempotent on ``event_id``)."""
+
+    model_config = _Section
+
+    url: str = Field(
+        default="sqlite:///agent-events-store.db",
+        description="sqlite:///relative.db, sqlite:////absolute.db or postgresql://user@host/db",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("store url must start with sqlite://, postgresql:// or postgres://")
+        return url
+
+
+class TracingSettings(BaseModel):
+    """The ``tracing`` service: the SQLite file that keeps per-session timelines."""
+
+    model_config = _Section
+
+    path: Path = Path("agent-events-traces.db")
+
+
+class RouterSettings(BaseModel):
+    """The ``router`` service: user handlers as ``package.module:attribute`` paths."""
+
+    model_config = _Section
+
+    handlers: list[str] = Field(default_factory=list)
+
+
+class AgentEventsSettings(BaseSettings):
+    """Every setting of a service process; build client configs with the methods below."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    # -- Kafka, with Kafka's names
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: (
+        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] | None
+    ) = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    connect_timeout_s: float = Field(default=30.0, gt=0)
+    topic: str = Field(default=DEFAULT_TOPIC, min_length=1)
+    dlq_topic: str | None = DEFAULT_DLQ_TOPIC
+    group_id: str | None = Field(
+        default=None, min_length=1, description="Default: agent-events-<service>."
+    )
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        try:
+            return KafkaConnectionConfig(bootstrap_servers=value).bootstrap_servers
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+    # -- observability
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Serve /metrics and /healthz here (0: any)."
+    )
+    metrics_host: str = "127.0.0.1"
+    lag_interval_s: float = Field(default=5.0, gt=0)
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    report_interval_s: float = Field(
+        default=30.0, gt=0, description="How often a service logs what it computed."
+    )
+    summary_file: Path | None = Field(
+        default=None, description="Also write what the service computed here, as JSON."
+    )
+
+    # -- sections
+    consumer: ConsumerTuning = ConsumerTuning()
+    producer: ProducerTuning = ProducerTuning()
+    alerting: AlertingSettings = AlertingSettings()
+    store: StoreSettings = StoreSettings()
+    tracing: TracingSettings = TracingSettings()
+    router: RouterSettings = RouterSettings()
+    aggregate: WindowSettings = WindowSettings()
+
+    @model_validator(mode="after")
+    def _client_configs_are_valid(self) -> AgentEventsSettings:
+        # Build every client config once, so a bad combination fails at load time.
+        try:
+            self.consumer_config("settings-check")
+            self.producer_config()
+        except ValidationError as exc:
+            raise ValueError(_first_error(exc)) from None
+        self.connection().client_kwargs()  # SASL without a mechanism, unreadable SSL files
+        return self
+
+    def connection(self) -> KafkaConnectionConfig:
+        """Where the brokers are and how to authenticate (for admin clients and readers)."""
+        return KafkaConnectionConfig(**self._connection_fields())
+
+    def consumer_config(self, group_id: str, *, topics: list[str] | None = None) -> ConsumerConfig:
+        """The consumer-group config of a service; ``group_id`` setting, if set, wins."""
+        return ConsumerConfig(
+            **self._connection_fields(),
+            **self.consumer.model_dump(),
+            topics=topics or [self.topic],
+            group_id=self.group_id or group_id,
+            auto_offset_reset=self.auto_offset_reset,
+            dlq_topic=self.dlq_topic,
+        )
+
+    def producer_config(self) -> ProducerConfig:
+        """The producer config for ``topic`` (idempotent, ``acks=all`` by default)."""
+        return ProducerConfig(
+            **self._connection_fields(), **self.producer.model_dump(), topic=self.topic
+        )
+
+    def _connection_fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in KafkaConnectionConfig.model_fields}
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    config_file: Path | None = None,
+    *,
+    dotenv: Path | None = Path(".env"),
+) -> AgentEventsSettings:
+    """Load and validate settings: ``flags`` > environment > ``dotenv`` > ``config_file`` > defaults.
+
+    ``flags`` holds only what the user gave on the command line (nested sections as
+    dicts: ``{"alerting": {"webhook_url": ...}}``); ``None`` values are dropped.
+    Raises :class:`ConfigError` with one line naming the bad setting, or the
+    config file that cannot be read.
+    """
+    given = _drop_none(dict(flags or {}))
+    file_source = _config_file_source(config_file) if config_file is not None else None
+    dotenv_file = dotenv if dotenv is not None and dotenv.is_file() else None
+
+    class _Loading(AgentEventsSettings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources = [init_settings, env_settings]
+            if dotenv_file is not None:
+                sources.append(
+                    DotEnvSettingsSource(
+                        settings_cls, env_file=dotenv_file, dotenv_filtering="match_prefix"
+                    )
+                )
+            if file_source is not None:
+                sources.append(file_source(settings_cls))
+            return tuple(sources)
+
+    try:
+        loaded = _Loading(**given)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid setting: {_first_error(exc)}") from None
+    return AgentEventsSettings.model_construct(**dict(loaded))
+
+
+# -- config files ------------------------------------------------------------------------
+
+
+class _MappingSource(PydanticBaseSettingsSource):
+    """A settings source holding a mapping read from a TOML or YAML file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _config_file_source(path: Path) -> Any:
+    """A factory ``settings_cls -> source`` for ``path``; the file is read (and checked) now."""
+    suffix = path.suffix.lower()
+    name = path.name.lower()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    if suffix == ".toml":
+        try:
+            data: Any = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    elif suffix in (".yaml", ".yml"):
+        data = _load_yaml(path, text)
+    elif suffix == ".env" or name == ".env" or name.startswith(".env."):
+        return lambda settings_cls: DotEnvSettingsSource(
+            settings_cls, env_file=path, dotenv_filtering="match_prefix"
+        )
+    else:
+        raise ConfigError(
+            f"config file {path}: unknown format {suffix or '(no suffix)'}; "
+            "use .toml, .yaml, .yml or .env"
+        )
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table of settings at the top level")
+    return lambda settings_cls: _MappingSource(settings_cls, data)
+
+
+def _load_yaml(path: Path, text: str) -> Any:
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - PyYAML is a dependency
+        raise ConfigError(f"config file {path}: reading YAML needs PyYAML installed") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {_one_line(str(exc))}") from None
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            value = _drop_none(value)
+            if value:
+                kept[key] = value
+        elif value is not None:
+            kept[key] = value
+    return kept
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _first_error(exc: ValidationError) -> str:
+    """``name (AGENT_EVENTS_NAME): message, got 'value'`` for the first error, plus a count."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = [str(part) for part in first["loc"] if not str(part).isdigit()]
+    text = first["msg"].removeprefix("Value error, ")
+    if loc:
+        dotted = ".".join(loc)
+        env = ENV_PREFIX + NESTED_DELIMITER.join(loc).upper()
+        text = f"{dotted} ({env}): {text}"
+        secret = any("password" in part for part in loc)
+        value = first.get("input")
+        if (
+            first["type"] not in ("missing", "extra_forbidden")
+            and not secret
+            and not isinstance(value, dict)
+        ):
+            text += f", got {_short(value)}"
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more)"
+    return _one_line(text)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,398 @@
+"""``WindowProcessor``: windowed aggregation as a consumer-group member on aiokafka.
+
+A façade over small parts: a :class:`PartitionTask` per assigned partition (the
+pure :class:`WindowEngine` inside), a :class:`Committer` (transactions, or
+at-least-once steps), and :func:`restore_stores` for the changelog.
+
+When a partition is assigned, before any of its records is processed:
+
+1. the committer opens it: with transactions, the partition's producer starts, which
+   fences the previous owner and aborts its open transaction;
+2. its state is restored from its changelog partition (``read_committed``);
+3. the consumer is moved to the later of the group's committed offset and the
+   offset recorded with the state, so state and position agree.
+
+Records are processed as they are fetched (synchronously, so a rebalance never sees
+half a batch); every ``commit_interval_s``, and on revocation and stop, each task's
+results are collected, alerts are published on the bus (at least once), and the
+committer writes output, changelog and offsets. A partition whose commit fails is
+dropped and prepared again from step 1, so its state is never ahead of Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import AsyncExitStack
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.structs import TopicPartition
+
+from agent_runtime.errors import KafkaError, UnsupportedByBroker
+from agent_runtime.event_bus import EventBus
+from agent_runtime.resource import AsyncResource
+from consumers.scan import standalone_consumer
+from consumers.windows.aggregations import Aggregations, Reducer, key_function
+from consumers.windows.codec import WindowAggregateCodec
+from consumers.windows.commit import AtLeastOnceCommitter, Committer, TransactionalCommitter
+from consumers.windows.config import ProcessingGuarantee, WindowedAggregationConfig
+from consumers.windows.definitions import SlidingWindow
+from consumers.windows.engine import WindowEngine
+from consumers.windows.metrics import WindowMetrics
+from consumers.windows.rekey import RekeyTask
+from consumers.windows.state import WindowStore, restore_stores
+from consumers.windows.tasks import AggregateTask, PartitionTask, TaskCounters
+from consumers.windows.topics import ensure_window_topics
+from producers.connect import start_with_backoff
+from schemas.codec import EventCodec
+
+__all__ = ["WindowProcessor"]
+
+logger = logging.getLogger(__name__)
+
+
+class WindowProcessor(AsyncResource):
+    """Aggregates ``config.topics`` into windows as group ``config.group_id``.
+
+    ``reducers`` add user-defined aggregates; ``alert_bus`` receives threshold
+    alerts (``config.alert_threshold``) as events, at least once (their ids are
+    deterministic, so duplicates can be dropped). Use ``async with`` and
+    :meth:`run`; :meth:`request_stop` ends the run after a final commit.
+    """
+
+    def __init__(
+        self,
+        config: WindowedAggregationConfig | None = None,
+        *,
+        reducers: Iterable[Reducer[Any]] = (),
+        alert_bus: EventBus | None = None,
+        event_codec: EventCodec | None = None,
+        **overrides: Any,
+    ) -> None:
+        if config is None:
+            config = WindowedAggregationConfig(**overrides)
+        elif overrides:
+            config = WindowedAggregationConfig.model_validate({**config.model_dump(), **overrides})
+        self.config = config
+        self.aggregations = Aggregations(
+            reducers, need_merge=isinstance(config.definition, SlidingWindow)
+        )
+        self.alert_bus = alert_bus
+        self._event_codec = event_codec or EventCodec()
+        self._output_codec = WindowAggregateCodec()
+        self._key_of = key_function(config.key_fields)
+        self._counters = TaskCounters()
+        self._metrics = WindowMetrics()
+        self._tasks: dict[TopicPartition, PartitionTask] = {}
+        self._lock = asyncio.Lock()
+        self._stack: AsyncExitStack | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: AIOKafkaConsumer | None = None
+        self._committer: Committer | None = None
+        self._failure: BaseException | None = None
+        self._stop_requested = asyncio.Event()
+        self._run_finished = asyncio.Event()
+        self._run_finished.set()
+        self._last_commit = 0.0
+        self._since_commit = 0
+        self.guarantee: ProcessingGuarantee | None = None
+        """What this run guarantees, once started: exactly_once or at_least_once."""
+        self.rebalances = 0
+        self._sources: frozenset[str] = frozenset()
+        self._partitions = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Create missing topics, check transactions, join the group."""
+        config = self.config
+        stack = AsyncExitStack()
+        try:
+            self._reader = await stack.enter_async_context(
+                standalone_consumer(config.connection(), fetch_max_wait_ms=100)
+            )
+            layout = await ensure_window_topics(config, self._reader)
+            self._sources, self._partitions = layout.sources, layout.partitions
+            consumer = AIOKafkaConsumer(**config.consumer_kwargs())
+            committer = await self._choose_committer(consumer)
+            self._committer = committer
+            stack.push_async_callback(committer.stop)
+            consumer.subscribe(config.consumed_topics, listener=_Rebalance(self))
+            self._consumer = consumer  # the listener may run before start() returns
+            await start_with_backoff(
+                consumer.start,
+                what=f"window processor {config.group_id}",
+                bootstrap_servers=config.bootstrap_servers,
+                deadline_s=config.connect_timeout_s,
+            )
+            stack.push_async_callback(consumer.stop)
+        except BaseException:
+            self._consumer = None
+            await stack.aclose()
+            raise
+        self._stack = stack
+
+    async def _choose_committer(self, consumer: AIOKafkaConsumer) -> Committer:
+        """Transactions for ``exactly_once`` (checked now, not at the first assignment);
+        ``auto`` falls back to at-least-once, loudly, on a broker without them."""
+        config = self.config
+        if config.processing_guarantee != "at_least_once":
+            committer = TransactionalCommitter(config)
+            probe = TopicPartition(config.changelog_topic, -1)
+            try:
+                await committer.open([probe])
+            except UnsupportedByBroker as exc:
+                if config.processing_guarantee == "exactly_once":
+                    raise
+                logger.warning(
+                    "group %s: %s. Running AT LEAST ONCE: after a crash, windows may be "
+                    "emitted twice and count events twice",
+                    config.group_id,
+                    exc,
+                )
+            else:
+                await committer.close([probe])
+                self.guarantee = "exactly_once"
+                return committer
+        self.guarantee = "at_least_once"
+        return AtLeastOnceCommitter(config, consumer)
+
+    async def run(self) -> None:
+        """Process and commit until :meth:`request_stop`; ends with a final commit."""
+        consumer = self._require_started()
+        self._run_finished.clear()
+        try:
+            while not self._stop_requested.is_set():
+                self._raise_failure()
+                batch = await consumer.getmany(
+                    timeout_ms=100, max_records=self.config.max_poll_records
+                )
+                tasks = self._tasks
+                for tp, records in batch.items():
+                    task = tasks.get(tp)
+                    if task is not None:  # None: not restored yet, or given up
+                        task.process(records)
+                        self._since_commit += len(records)
+                if (
+                    time.monotonic() - self._last_commit >= self.config.commit_interval_s
+                    or self._since_commit >= self.config.max_pending_records
+                ):
+                    async with self._lock:
+                        await self._commit(list(self._tasks.values()))
+            self._raise_failure()
+            async with self._lock:
+                await self._commit(list(self._tasks.values()))
+        finally:
+            self._run_finished.set()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to commit what it processed and return (signal-handler safe)."""
+        self._stop_requested.set()
+
+    async def stop(self) -> None:
+        """Stop running (final commit), leave the group, close every client."""
+        self.request_stop()
+        await self._run_finished.wait()
+        stack, self._stack = self._stack, None
+        self._consumer = None
+        self._tasks.clear()
+        if stack is not None:
+            await stack.aclose()
+
+    # ------------------------------------------------------------------ observation
+
+    def metrics_snapshot(self) -> WindowMetrics:
+        """Counters since start plus the current size of the state (cheap; call any time)."""
+        m, c = self._metrics, self._counters
+        m.events, m.late_events, m.dead_lettered = c.processed, c.late, c.dead_lettered
+        m.windows_emitted, m.updates_emitted, m.alerts = (
+            c.windows_emitted,
+            c.updates_emitted,
+            c.alerts,
+        )
+        engines = [t.engine for t in self._tasks.values() if isinstance(t, AggregateTask)]
+        m.open_windows = sum(e.open_windows for e in engines)
+        m.state_entries = sum(len(e.store) for e in engines)
+        return dataclasses.replace(m)
+
+    @property
+    def assignment(self) -> set[TopicPartition]:
+        """Partitions this member processes now (restored and ready)."""
+        return set(self._tasks)
+
+    # ------------------------------------------------------------------ internals
+
+    def _require_started(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise KafkaError("the window processor is not started; use 'async with' or start()")
+        return self._consumer
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
+    def _aggregates(self, tp: TopicPartition) -> bool:
+        return not self.config.repartitions or tp.topic == self.config.repartition_topic
+
+    async def _prepare(self, tps: Sequence[TopicPartition]) -> None:
+        """Steps 1-3 of the module docstring for newly assigned (or failed) partitions."""
+        consumer, reader, committer = self._require_started(), self._reader, self._committer
+        assert reader is not None
+        assert committer is not None
+        config = self.config
+        await committer.open(tps)
+        stores = {
+            TopicPartition(config.changelog_topic, tp.partition): WindowStore(self.aggregations)
+            for tp in tps
+        }
+        report = await restore_stores(reader, stores, deadline_s=config.restore_deadline_s)
+        m = self._metrics
+        m.restores += 1
+        m.restore_seconds_total += report.seconds
+        m.last_restore_seconds = report.seconds
+        m.restored_records += report.records
+        logger.info(
+            "group %s: restored %d changelog partitions (%d records) in %.2fs",
+            config.group_id,
+            len(stores),
+            report.records,
+            report.seconds,
+        )
+        committed = await asyncio.gather(*(consumer.committed(tp) for tp in tps))
+        reset = (
+            consumer.beginning_offsets
+            if config.auto_offset_reset == "earliest"
+            else consumer.end_offsets
+        )
+        for tp, offset in zip(tps, committed, strict=True):
+            store = stores[TopicPartition(config.changelog_topic, tp.partition)]
+            if self._aggregates(tp):
+                watermark, recorded = None, store.next_offset
+            else:
+                watermark, recorded = store.upstream.get(f"{tp.topic}:{tp.partition}", (None, None))
+            known = [o for o in (offset, recorded) if o is not None]
+            position = max(known) if known else (await reset([tp]))[tp]
+            consumer.seek(tp, position)
+            self._tasks[tp] = self._new_task(
+                tp, position, store if self._aggregates(tp) else None, watermark
+            )
+
+    def _new_task(
+        self,
+        tp: TopicPartition,
+        position: int,
+        store: WindowStore | None,
+        watermark: int | None,
+    ) -> PartitionTask:
+        config = self.config
+        if store is None:
+            task: PartitionTask = RekeyTask(
+                tp,
+                position,
+                config,
+                self._event_codec,
+                self._key_of,
+                targets=self._partitions,
+                watermark=watermark,
+            )
+        else:
+            engine = WindowEngine(
+                config.definition,
+                self.aggregations,
+                store,
+                key_of=self._key_of,
+                threshold=config.alert_threshold,
+                emit_on_update=config.emit_on_update,
+                auto_watermark=not config.repartitions,
+            )
+            task = AggregateTask(
+                tp,
+                position,
+                config,
+                self._event_codec,
+                self._key_of,
+                engine,
+                self._output_codec,
+                sources=self._sources if config.repartitions else None,
+            )
+        task.counters = self._counters
+        return task
+
+    async def _commit(self, tasks: list[PartitionTask], *, prepare_failed: bool = True) -> None:
+        self._last_commit = time.monotonic()
+        self._since_commit = 0
+        committer = self._committer
+        if committer is None or not tasks:
+            return
+        for task in tasks:
+            if isinstance(task, RekeyTask):
+                task.caught_up = await self._caught_up(task.tp)
+            task.collect()
+        if self.alert_bus is not None:
+            for task in tasks:
+                for alert in task.take_alerts():
+                    await self.alert_bus.publish(alert)
+        with_work = sum(1 for t in tasks if t.has_work)
+        failed = await committer.commit(tasks)
+        self._metrics.commits += with_work - len(failed)
+        if not failed:
+            return
+        self._metrics.commit_failures += len(failed)
+        for tp in failed:
+            self._tasks.pop(tp, None)
+        await committer.close(failed)
+        consumer = self._consumer
+        again = [tp for tp in failed if consumer is not None and tp in consumer.assignment()]
+        if prepare_failed and again:
+            await self._prepare(again)
+
+    async def _caught_up(self, tp: TopicPartition) -> bool:
+        """Whether the consumer has read ``tp`` to its end, as the last fetch saw it."""
+        consumer = self._consumer
+        if consumer is None or tp not in consumer.assignment():
+            return False
+        end = consumer.last_stable_offset(tp)
+        if end is None or end < 0:
+            end = consumer.highwater(tp)
+        return end is not None and await consumer.position(tp) >= end
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.rebalances += 1
+        async with self._lock:
+            tasks = [self._tasks[tp] for tp in sorted(revoked) if tp in self._tasks]
+            try:
+                await self._commit(tasks, prepare_failed=False)
+            finally:
+                for task in tasks:
+                    self._tasks.pop(task.tp, None)
+                if self._committer is not None:
+                    await self._committer.close(sorted(revoked))
+
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self._lock:
+            try:
+                await self._prepare(sorted(assigned))
+            except Exception as exc:  # aiokafka would only log it: stop the run instead
+                logger.error(
+                    "group %s: preparing %s failed: %r", self.config.group_id, assigned, exc
+                )
+                self._failure = exc
+                self.request_stop()
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits revoked partitions' work; restores assigned partitions before processing."""
+
+    def __init__(self, processor: WindowProcessor) -> None:
+        self._processor = processor
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._processor._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._processor._on_assigned(set(assigned))

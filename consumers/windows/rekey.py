@@ -1,0 +1,118 @@
+"""Re-keying an input partition into the repartition topic, with its watermark.
+
+See :mod:`consumers.windows.watermarks` for how the aggregating side uses what this
+task sends, and ``docs/WINDOWS.md`` ("Keys and the repartition topic") for why.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiokafka.structs import TopicPartition
+
+from agent_runtime.events import SystemEvent
+from consumers.windows.aggregations import KeyFunction, event_time_ms
+from consumers.windows.config import WindowedAggregationConfig
+from consumers.windows.state import SourceMark, source_record
+from consumers.windows.tasks import Outgoing, PartitionTask
+from consumers.windows.watermarks import CONTROL_HEADER, WATERMARK_CONTROL, WATERMARK_HEADER
+from producers.headers import Headers
+from schemas.codec import EventCodec
+
+__all__ = ["RekeyTask"]
+
+_CONTROL_HEADERS: Headers = [(CONTROL_HEADER, WATERMARK_CONTROL)]
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
+class RekeyTask(PartitionTask):
+    """Sends each event of an input partition to the repartition topic, keyed by window key.
+
+    The input partition's watermark lives here: an event too late for every window by
+    it is counted (and side-topic'd) here, and every forwarded event carries it in
+    ``WATERMARK_HEADER``, so lateness follows the order of the input partition
+    whatever the interleaving downstream. The watermark and next offset go to the
+    changelog with each commit (a restart resumes them), and a report goes to every
+    repartition partition whenever it changed, after the events it covers (same
+    producer, same partition: in order). The task reports itself idle once it has
+    read up to the partition's end and received no record for ``idle_source_after_s``,
+    so an empty or quiet input partition does not hold every window open.
+    """
+
+    def __init__(
+        self,
+        tp: TopicPartition,
+        next_offset: int,
+        config: WindowedAggregationConfig,
+        event_codec: EventCodec,
+        key_of: KeyFunction,
+        *,
+        targets: int,
+        watermark: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(tp, next_offset, config, event_codec, key_of)
+        self.source = f"{tp.topic}:{tp.partition}"
+        self.watermark = watermark
+        self._is_late = config.definition.is_late
+        self._targets = targets
+        self._clock = clock
+        self._last_record_at = clock()
+        self.caught_up = True
+        """Set by the processor: whether the consumer has read up to the partition's end."""
+        self._reported: SourceMark | None = None
+        self._reporting: SourceMark | None = None
+
+    def process(self, records: Sequence[Any]) -> None:
+        if records:
+            self._last_record_at = self._clock()
+        super().process(records)
+
+    def _handle(self, record: Any, event: SystemEvent) -> None:
+        ts = event_time_ms(event)
+        wm = self.watermark
+        if wm is None or ts > wm:
+            wm = self.watermark = ts
+        elif self._is_late(ts, wm):
+            self.counters.processed += 1  # it ends here: it never reaches a window
+            self._late(record, wm)
+            return
+        self.counters.forwarded += 1
+        headers = [(k, v) for k, v in record.headers or () if k != WATERMARK_HEADER]
+        headers.append((WATERMARK_HEADER, f"{wm} {self.source}".encode()))
+        self.outgoing.append(
+            Outgoing(
+                self._config.repartition_topic,
+                self._key_of(event).encode(),
+                record.value,
+                headers,
+                record.timestamp,
+            )
+        )
+
+    def changelog(self) -> list[tuple[bytes, bytes | None]]:
+        return [source_record(self.source, self.watermark, self.next_offset)]
+
+    def collect(self) -> None:
+        idle = (
+            self.caught_up
+            and self._clock() - self._last_record_at >= self._config.idle_source_after_s
+        )
+        mark = SourceMark(self.watermark, idle)
+        if mark == self._reported:
+            return
+        self._reporting = mark
+        report = _JSON.encode({"source": self.source, "watermark": mark.watermark, "idle": idle})
+        topic = self._config.repartition_topic
+        for partition in range(self._targets):
+            self.outgoing.append(
+                Outgoing(topic, None, report.encode(), _CONTROL_HEADERS, partition=partition)
+            )
+
+    def committed(self) -> None:
+        super().committed()
+        if self._reporting is not None:
+            self._reported, self._reporting = self._reporting, None

@@ -1,0 +1,303 @@
+"""The work of one assigned partition between two commits, as records to write.
+
+A task turns consumed records into :class:`Outgoing` records and, for an aggregating
+task, changelog records; it never talks to Kafka itself, so a commit (transactional
+or not) writes exactly what the task accumulated, and a failed commit is undone by
+dropping the task and restoring its state from the changelog.
+
+* :class:`~consumers.windows.rekey.RekeyTask` (an input partition, when
+  repartitioning): each event is sent to the repartition topic unchanged, keyed by
+  its window key.
+* :class:`AggregateTask` (a repartition partition, or an input partition without
+  repartitioning): each event goes through the partition's :class:`WindowEngine`;
+  closed windows become output records, late events optionally side records,
+  alerts alert records.
+
+Records below the task's ``next_offset`` are skipped: after a seek the fetcher may
+still hand over a record the state already reflects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from aiokafka.structs import TopicPartition
+
+from agent_runtime.errors import DecodeError
+from agent_runtime.events import SystemEvent
+from consumers.dlq import DeadLetter, dead_letter_headers
+from consumers.windows.aggregations import KeyFunction
+from consumers.windows.codec import (
+    WINDOW_AGGREGATE_CONTENT_TYPE,
+    WindowAggregate,
+    WindowAggregateCodec,
+)
+from consumers.windows.config import WindowedAggregationConfig
+from consumers.windows.engine import WindowEngine, WindowResult
+from consumers.windows.state import SourceMark
+from consumers.windows.trigger import ThresholdAlert
+from consumers.windows.watermarks import WATERMARK_HEADER, effective_watermark, is_control
+from producers.headers import CONTENT_TYPE_HEADER, EVENT_TYPE_HEADER, Headers, header_value
+from schemas.codec import CONTENT_TYPE, EventCodec
+
+__all__ = [
+    "LATE_HEADER_PREFIX",
+    "AggregateTask",
+    "Outgoing",
+    "PartitionTask",
+    "TaskCounters",
+]
+
+LATE_HEADER_PREFIX = "__agent_events.late"
+"""Headers added to a late event on the side topic: ``.watermark`` and ``.window``."""
+
+_AGGREGATE_HEADERS: Headers = [(CONTENT_TYPE_HEADER, WINDOW_AGGREGATE_CONTENT_TYPE.encode())]
+
+
+class Outgoing(NamedTuple):
+    """One record to write in the next commit (``partition`` None: by key, murmur2)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int | None = None
+    partition: int | None = None
+
+
+@dataclass(slots=True)
+class TaskCounters:
+    """What a task did since it was created (folded into the processor's metrics)."""
+
+    processed: int = 0
+    """Events added to windows or found late (each event once, whatever the stages)."""
+    forwarded: int = 0
+    """Events re-keyed to the repartition topic."""
+    late: int = 0
+    dead_lettered: int = 0
+    windows_emitted: int = 0
+    updates_emitted: int = 0
+    alerts: int = 0
+    skipped_below_offset: int = 0
+
+
+class PartitionTask:
+    """Base of the two task kinds: offsets, outgoing records, dead letters."""
+
+    def __init__(
+        self,
+        tp: TopicPartition,
+        next_offset: int,
+        config: WindowedAggregationConfig,
+        event_codec: EventCodec,
+        key_of: KeyFunction,
+    ) -> None:
+        self.tp = tp
+        self.next_offset = next_offset
+        self.committed_offset = next_offset
+        self.outgoing: list[Outgoing] = []
+        self.counters = TaskCounters()
+        self._config = config
+        self._codec = event_codec
+        self._key_of = key_of
+
+    @property
+    def has_work(self) -> bool:
+        """Whether a commit has anything to write for this partition."""
+        return self.next_offset != self.committed_offset or bool(self.outgoing)
+
+    def process(self, records: Sequence[Any]) -> None:
+        """Handle fetched records of this partition, in offset order."""
+        for record in records:
+            if record.offset < self.next_offset:
+                self.counters.skipped_below_offset += 1
+                continue
+            self.next_offset = record.offset + 1
+            if is_control(record.headers):
+                self._control(record)
+                continue
+            try:
+                event = self._codec.decode(record.value)
+            except DecodeError as exc:
+                self._dead_letter(record, exc)
+                continue
+            self._handle(record, event)
+
+    def changelog(self) -> list[tuple[bytes, bytes | None]]:
+        """State changes to write with the next commit (none for stateless tasks)."""
+        return []
+
+    def take_alerts(self) -> list[SystemEvent]:
+        """Alert events to publish on the bus with the next commit."""
+        return []
+
+    def collect(self) -> None:
+        """Move finished results into :attr:`outgoing` (just before a commit)."""
+
+    def committed(self) -> None:
+        """The commit of everything taken so far succeeded."""
+        self.outgoing.clear()
+        self.committed_offset = self.next_offset
+
+    def _handle(self, record: Any, event: SystemEvent) -> None:
+        raise NotImplementedError
+
+    def _control(self, record: Any) -> None:
+        """A control record reached a task that has no use for it: skip it."""
+
+    def _late(self, record: Any, watermark: int | None) -> None:
+        """Count an event too late for every window; copy it to the side topic if set."""
+        self.counters.late += 1
+        late_topic = self._config.late_topic
+        if late_topic is not None:
+            headers = [(k, v) for k, v in record.headers or () if k != WATERMARK_HEADER]
+            headers.append((f"{LATE_HEADER_PREFIX}.watermark", str(watermark).encode()))
+            headers.append((f"{LATE_HEADER_PREFIX}.window", str(self._config.definition).encode()))
+            self.outgoing.append(Outgoing(late_topic, record.key, record.value, headers))
+
+    def _dead_letter(self, record: Any, error: BaseException) -> None:
+        self.counters.dead_lettered += 1
+        topic = self._config.dlq_topic
+        if topic is None:
+            return
+        letter = DeadLetter(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=list(record.headers or ()),
+            stage="decode",
+            error=error,
+            consumer_group=self._config.group_id,
+            handler="window-aggregation",
+        )
+        self.outgoing.append(Outgoing(topic, record.key, record.value, dead_letter_headers(letter)))
+
+
+class AggregateTask(PartitionTask):
+    """Feeds a partition's events to its :class:`WindowEngine` and emits the results."""
+
+    def __init__(
+        self,
+        tp: TopicPartition,
+        next_offset: int,
+        config: WindowedAggregationConfig,
+        event_codec: EventCodec,
+        key_of: KeyFunction,
+        engine: WindowEngine,
+        output_codec: WindowAggregateCodec,
+        *,
+        sources: frozenset[str] | None = None,
+    ) -> None:
+        super().__init__(tp, next_offset, config, event_codec, key_of)
+        self.engine = engine
+        self.sources = sources
+        self._output_codec = output_codec
+        self._window_text = str(config.definition)
+        self._alerts: list[ThresholdAlert] = []
+
+    def _handle(self, record: Any, event: SystemEvent) -> None:
+        self.counters.processed += 1
+        upstream: int | None = None
+        if self.sources is not None:
+            mark = header_value(record.headers, WATERMARK_HEADER)
+            if mark:
+                text, _, source = mark.decode().partition(" ")
+                upstream = int(text)
+                self._observe(source, upstream, idle=False)
+        if not self.engine.add(event, upstream_watermark=upstream):
+            wm = self.engine.watermark
+            self._late(
+                record, wm if upstream is None or (wm is not None and wm > upstream) else upstream
+            )
+
+    def _control(self, record: Any) -> None:
+        if self.sources is None:
+            return
+        try:
+            report = json.loads(record.value)
+            name, watermark, idle = report["source"], report["watermark"], bool(report["idle"])
+        except (ValueError, KeyError, TypeError):
+            return  # not ours; never let a stray record stop the partition
+        self._observe(name, watermark, idle=idle)
+
+    def _observe(self, source: str, watermark: int | None, *, idle: bool) -> None:
+        """Record what an input partition reported (a report, or a forwarded event)."""
+        assert self.sources is not None
+        marks = self.engine.store.sources
+        before = marks.get(source)
+        if (
+            before is not None
+            and before.watermark is not None
+            and (watermark is None or watermark < before.watermark)
+        ):
+            watermark = before.watermark
+        mark = SourceMark(watermark, idle)
+        if mark == before:
+            return
+        marks[source] = mark
+        effective = effective_watermark(marks, self.sources)
+        if effective is not None:
+            self.engine.advance(effective)
+
+    def collect(self) -> None:
+        engine = self.engine
+        closed = engine.take_closed()
+        self.counters.windows_emitted += len(closed)
+        for result in closed:
+            self._emit(result)
+        if engine.emit_on_update:
+            updates = engine.take_updates()
+            self.counters.updates_emitted += len(updates)
+            for result in updates:
+                self._emit(result)
+        alerts = engine.take_alerts()
+        self.counters.alerts += len(alerts)
+        self._alerts.extend(alerts)
+        alerts_topic = self._config.alerts_topic
+        if alerts_topic is not None:
+            for alert in alerts:
+                event = alert.to_event(self._config.group_id)
+                self.outgoing.append(
+                    Outgoing(
+                        alerts_topic,
+                        event.partition_key.encode(),
+                        self._codec.encode(event),
+                        [
+                            (EVENT_TYPE_HEADER, b"custom"),
+                            (CONTENT_TYPE_HEADER, CONTENT_TYPE.encode()),
+                        ],
+                    )
+                )
+
+    def take_alerts(self) -> list[SystemEvent]:
+        alerts, self._alerts = self._alerts, []
+        return [alert.to_event(self._config.group_id) for alert in alerts]
+
+    def changelog(self) -> list[tuple[bytes, bytes | None]]:
+        return self.engine.store.changelog_records(self.next_offset)
+
+    def _emit(self, result: WindowResult) -> None:
+        fields = self._config.key_fields
+        aggregate = WindowAggregate(
+            source=self._config.group_id,
+            key=result.key,
+            key_fields=dict(zip(fields, json.loads(result.key), strict=True)),
+            window=self._window_text,
+            start_ms=result.start_ms,
+            end_ms=result.end_ms,
+            final=result.final,
+            values=result.values,
+        )
+        self.outgoing.append(
+            Outgoing(
+                self._config.output_topic,
+                result.key.encode(),
+                self._output_codec.encode(aggregate),
+                _AGGREGATE_HEADERS,
+            )
+        )

@@ -1,0 +1,215 @@
+"""The window processor on a real broker: output, late events, alerts, flat state, guarantees.
+
+Each test runs on Apache Kafka (exactly once, in transactions) and on Tansu (at least
+once, since Tansu has no transactions), except where exactly-once itself is asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from window_helpers import (
+    START,
+    as_windows,
+    ms,
+    produce,
+    read_aggregates,
+    read_records,
+    stream,
+    tumbling_oracle,
+    wait_until,
+)
+
+from agent_events.broker.capabilities import BrokerCapabilities
+from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
+from agent_runtime.errors import UnsupportedByBroker
+from agent_runtime.event_bus import EventBus
+from agent_runtime.events import EventType, SystemEvent
+from consumers.handlers.aggregator import ALERT_KIND
+from consumers.windows import LATE_HEADER_PREFIX, HoppingWindow, WindowProcessor
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def guarantee(caps: BrokerCapabilities) -> str:
+    return "exactly_once" if caps.supports("transactions") else "at_least_once"
+
+
+@asynccontextmanager
+async def running(**settings: Any) -> AsyncIterator[WindowProcessor]:
+    """A started processor whose run() goes on in the background until the block ends."""
+    settings.setdefault("commit_interval_s", 0.2)
+    settings.setdefault("idle_source_after_s", 1.0)
+    settings.setdefault("session_timeout_ms", 6_000)
+    settings.setdefault("heartbeat_interval_ms", 500)
+    async with WindowProcessor(**settings) as processor:
+        task = asyncio.create_task(processor.run())
+        try:
+            yield processor
+        finally:
+            processor.request_stop()
+            await asyncio.wait_for(task, 60)
+
+
+async def test_closed_windows_match_the_oracle_once_each(
+    broker: RunningBroker, broker_capabilities: BrokerCapabilities, new_topic: NewTopic
+) -> None:
+    topic = await new_topic(partitions=3)
+    events = stream(1_200, step_ms=250)  # 5 minutes of event time over 3 partitions
+    expected = tumbling_oracle(events, 60_000, 5_000)
+    await produce(broker.bootstrap_servers, topic, events)
+    async with running(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-g",
+        output_topic=f"{topic}.aggregates",
+        window="tumbling:60s",
+        grace="5s",
+        processing_guarantee=guarantee(broker_capabilities),
+    ) as processor:
+        rows = await read_aggregates(
+            broker.bootstrap_servers,
+            f"{topic}.aggregates",
+            until=lambda rows: len(rows) >= len(expected),
+        )
+        assert processor.metrics_snapshot().late_events == 0
+    assert as_windows(rows) == expected
+
+
+async def test_an_event_late_beyond_grace_is_counted_and_sent_to_the_side_topic(
+    broker: RunningBroker, broker_capabilities: BrokerCapabilities, new_topic: NewTopic
+) -> None:
+    topic = await new_topic(partitions=1)
+    on_time = stream(200, step_ms=1_000)
+    late = SystemEvent(
+        event_type=EventType.AGENT_COMPLETED,
+        agent_id="agent-0",
+        session_id="session-0",
+        timestamp=START + timedelta(seconds=5),  # its window closed long before it arrives
+    )
+    expected = tumbling_oracle(on_time, 60_000, 10_000)
+    await produce(broker.bootstrap_servers, topic, [*on_time, late])
+    async with running(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-g",
+        output_topic=f"{topic}.aggregates",
+        late_topic=f"{topic}.late",
+        window="tumbling:60s",
+        grace="10s",
+        processing_guarantee=guarantee(broker_capabilities),
+    ) as processor:
+        rows = await read_aggregates(
+            broker.bootstrap_servers,
+            f"{topic}.aggregates",
+            until=lambda rows: len(rows) >= len(expected),
+        )
+        await wait_until(lambda: processor.metrics_snapshot().late_events == 1, 30, "late count")
+    assert as_windows(rows) == expected, "the late event changed no window"
+    [record] = await read_records(broker.bootstrap_servers, f"{topic}.late", 1)
+    headers = dict(record.headers)  # type: ignore[attr-defined]
+    assert headers[f"{LATE_HEADER_PREFIX}.window"] == b"tumbling:1m"
+    assert int(headers[f"{LATE_HEADER_PREFIX}.watermark"]) >= ms(late) + 70_000
+
+
+async def test_ten_events_of_a_type_for_an_agent_within_60s_publish_one_alert_on_the_bus(
+    broker: RunningBroker, broker_capabilities: BrokerCapabilities, new_topic: NewTopic
+) -> None:
+    topic = await new_topic(partitions=2)
+    burst = [  # 12 failures of agent-7 within 33 s, then quiet; other agents stay below
+        SystemEvent(
+            event_type=EventType.ERROR_OCCURRED,
+            agent_id="agent-7" if i % 2 == 0 else f"agent-{i}",
+            session_id=f"s{i % 5}",
+            timestamp=START + timedelta(seconds=i * 1.5),
+        )
+        for i in range(24)
+    ]
+    bus = EventBus()
+    alerts: list[SystemEvent] = []
+
+    async def on_alert(event: SystemEvent) -> None:
+        alerts.append(event)
+
+    await bus.subscribe(EventType.CUSTOM, on_alert)
+    await produce(broker.bootstrap_servers, topic, burst)
+    async with running(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-g",
+        output_topic=f"{topic}.aggregates",
+        window="sliding:60s",
+        alert_threshold=10,
+        alert_bus=bus,
+        processing_guarantee=guarantee(broker_capabilities),
+    ) as processor:
+        await wait_until(
+            lambda: processor.metrics_snapshot().events == len(burst), 60, "all events"
+        )
+        await wait_until(lambda: bool(alerts), 30, "the alert")
+        await bus.join()
+    await bus.stop()
+    [alert] = alerts
+    assert alert.agent_id == "agent-7"
+    assert alert.metadata["kind"] == ALERT_KIND
+    assert alert.metadata["count"] == 10
+    assert alert.metadata["source_event_type"] == "error_occurred"
+
+
+async def test_state_stays_flat_over_a_long_run_because_closed_windows_are_purged(
+    broker: RunningBroker, broker_capabilities: BrokerCapabilities, new_topic: NewTopic
+) -> None:
+    topic = await new_topic(partitions=2)
+    rounds, per_round = 8, 600  # each round: 5 more minutes of event time, 15 more hops
+    events = stream(rounds * per_round, step_ms=500)
+    keys = len({(e.event_type, e.agent_id) for e in events})
+    hopping = HoppingWindow(60_000, 20_000)
+    held_after_round: list[int] = []
+    async with running(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-g",
+        output_topic=f"{topic}.aggregates",
+        window=str(hopping),
+        processing_guarantee=guarantee(broker_capabilities),
+    ) as processor:
+        for n in range(1, rounds + 1):
+            sent = events[: n * per_round]
+            await produce(broker.bootstrap_servers, topic, sent[-per_round:])
+            last = ms(sent[-1])
+            windows = {
+                (e.event_type, e.agent_id, w) for e in sent for w in hopping.windows_for(ms(e))
+            }
+            closable = sum(1 for *_, (_, end) in windows if end <= last)
+            await wait_until(
+                lambda: processor.metrics_snapshot().windows_emitted >= closable,  # noqa: B023
+                60,
+                f"round {n}: {closable} windows closed",
+            )
+            snapshot = processor.metrics_snapshot()
+            assert snapshot.windows_emitted == closable
+            held_after_round.append(snapshot.state_entries)
+    # Emitted windows grow with the run; what is held stays the last windows of each key.
+    assert held_after_round == [3 * keys] * rounds
+
+
+@pytest.mark.broker_kinds("tansu")
+async def test_exactly_once_on_a_broker_without_transactions_refuses_at_start(
+    broker: RunningBroker, new_topic: NewTopic
+) -> None:
+    topic = await new_topic(partitions=1)
+    processor = WindowProcessor(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-g",
+        window="tumbling:60s",
+        processing_guarantee="exactly_once",
+        connect_timeout_s=5,
+    )
+    with pytest.raises(UnsupportedByBroker, match="at_least_once"):
+        await processor.start()

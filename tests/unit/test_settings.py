@@ -1,0 +1,194 @@
+"""Settings: one precedence rule (flags > environment > .env > config file > defaults), Kafka's
+names, and one clear ConfigError line for every bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent_events.settings import AgentEventsSettings, load_settings
+from agent_runtime.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No AGENT_EVENTS_* variable or ./.env of the machine leaks into a test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("AGENT_EVENTS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_are_the_safe_kafka_settings() -> None:
+    settings = load_settings()
+    consumer = settings.consumer_config("agent-events-metrics")
+    producer = settings.producer_config()
+    assert consumer.group_id == "agent-events-metrics"
+    assert consumer.topics == ["agent.events"]
+    assert consumer.dlq_topic == "agent.events.dlq"
+    assert consumer.auto_offset_reset == "earliest"
+    assert consumer.consumer_kwargs()["enable_auto_commit"] is False
+    assert (producer.acks, producer.enable_idempotence) == ("all", True)
+    assert settings.metrics_port is None
+    assert settings.metrics_host == "127.0.0.1"
+
+
+def test_flags_beat_environment_which_beats_the_config_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "agent-events.toml"
+    config.write_text(
+        'bootstrap_servers = "file:1"\ntopic = "file.topic"\ngroup_id = "file-group"\n'
+        "[alerting]\nslow_threshold_ms = 100\nwebhook_retries = 9\n"
+    )
+    monkeypatch.setenv("AGENT_EVENTS_BOOTSTRAP_SERVERS", "env:2")
+    monkeypatch.setenv("AGENT_EVENTS_TOPIC", "env.topic")
+    monkeypatch.setenv("AGENT_EVENTS_ALERTING__SLOW_THRESHOLD_MS", "200")
+    settings = load_settings({"bootstrap_servers": "flag:3", "group_id": None}, config)
+    assert settings.bootstrap_servers == "flag:3"  # flag
+    assert settings.topic == "env.topic"  # environment over file
+    assert settings.group_id == "file-group"  # file (a None flag was not given)
+    assert settings.alerting.slow_threshold_ms == 200  # nested environment over nested file
+    assert settings.alerting.webhook_retries == 9  # the rest of the file's section stays
+
+
+def test_dotenv_supplies_what_the_environment_lacks_and_beats_the_config_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text(
+        "AGENT_EVENTS_TOPIC=dotenv.topic\nAGENT_EVENTS_GROUP_ID=dotenv-group\nUNRELATED=1\n"
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text("topic: file.topic\ngroup_id: file-group\ndlq_topic: file.dlq\n")
+    monkeypatch.setenv("AGENT_EVENTS_GROUP_ID", "env-group")
+    settings = load_settings(None, config)
+    assert (settings.topic, settings.group_id, settings.dlq_topic) == (
+        "dotenv.topic",
+        "env-group",
+        "file.dlq",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        (
+            "c.toml",
+            'security_protocol = "SASL_SSL"\nsasl_mechanism = "PLAIN"\n[store]\nurl = "postgresql://u@h/db"\n',
+        ),
+        (
+            "c.yaml",
+            "security_protocol: SASL_SSL\nsasl_mechanism: PLAIN\nstore:\n  url: postgresql://u@h/db\n",
+        ),
+        (
+            "c.env",
+            "AGENT_EVENTS_SECURITY_PROTOCOL=SASL_SSL\nAGENT_EVENTS_SASL_MECHANISM=PLAIN\nAGENT_EVENTS_STORE__URL=postgresql://u@h/db\n",
+        ),
+    ],
+)
+def test_every_config_file_format_gives_the_same_settings(
+    name: str, content: str, tmp_path: Path
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    settings = load_settings(None, path)
+    assert settings.security_protocol == "SASL_SSL"
+    assert settings.sasl_mechanism == "PLAIN"
+    assert settings.store.url == "postgresql://u@h/db"
+
+
+def test_sasl_settings_reach_every_client_and_the_password_stays_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AGENT_EVENTS_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("AGENT_EVENTS_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("AGENT_EVENTS_SASL_PLAIN_USERNAME", "svc")
+    monkeypatch.setenv("AGENT_EVENTS_SASL_PLAIN_PASSWORD", "hunter2")
+    settings = load_settings()
+    assert "hunter2" not in repr(settings)
+    for kwargs in (
+        settings.consumer_config("g").consumer_kwargs(),
+        settings.producer_config().producer_kwargs(),
+        settings.connection().client_kwargs(),
+    ):
+        assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
+        assert kwargs["sasl_plain_username"] == "svc"
+        assert kwargs["sasl_plain_password"] == "hunter2"
+
+
+def test_group_id_setting_wins_over_the_services_default() -> None:
+    settings = load_settings({"group_id": "mine"})
+    assert settings.consumer_config("agent-events-metrics").group_id == "mine"
+
+
+def test_consumer_tuning_reaches_the_consumer_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_EVENTS_CONSUMER__MAX_RETRIES", "7")
+    monkeypatch.setenv("AGENT_EVENTS_CONSUMER__ORDERING", "key")
+    config = load_settings().consumer_config("g")
+    assert (config.max_retries, config.ordering) == (7, "key")
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "expected"),
+    [
+        (
+            {"bootstrap_servers": "localhost"},
+            {},
+            "bootstrap_servers (AGENT_EVENTS_BOOTSTRAP_SERVERS)",
+        ),
+        ({}, {"AGENT_EVENTS_METRICS_PORT": "lots"}, "metrics_port (AGENT_EVENTS_METRICS_PORT)"),
+        ({}, {"AGENT_EVENTS_CONSUMER__MAX_RETRIES": "-1"}, "consumer.max_retries"),
+        ({"security_protocol": "SASL_SSL"}, {}, "needs sasl_mechanism"),
+        ({"consumer": {"heartbeat_interval_ms": 20_000}}, {}, "heartbeat_interval_ms"),
+        ({"dlq_topic": "agent.events"}, {}, "would loop"),
+        ({"alerting": {"log": False}}, {}, "alerting needs a sink"),
+        ({"log_level": "LOUD"}, {}, "log_level"),
+    ],
+)
+def test_a_bad_setting_is_one_config_error_line_naming_it(
+    flags: dict[str, object], env: dict[str, str], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(flags)
+    message = str(caught.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_a_bad_password_value_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"sasl_plain_password": 12345})
+    assert "12345" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("missing.toml", None, "cannot read config file"),
+        ("bad.toml", "x = [", "not valid TOML"),
+        ("bad.yaml", "a: [", "not valid YAML"),
+        ("list.yaml", "- 1\n- 2\n", "table of settings"),
+        ("typo.toml", "topicz = 'x'\n", "topicz"),
+        ("typo.env", "AGENT_EVENTS_TOPICZ=x\n", "topicz"),
+        ("c.json", "{}", "unknown format"),
+    ],
+)
+def test_a_bad_config_file_is_one_config_error_line(
+    name: str, content: str | None, expected: str, tmp_path: Path
+) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, path)
+    assert expected in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_loaded_settings_are_plain_settings_objects() -> None:
+    assert type(load_settings()) is AgentEventsSettings
