@@ -242,22 +242,20 @@ class KafkaCluster(AsyncResource):
             try:
                 async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
                     topics = await self._describe_topic(topic)
-                break
             except Exception as exc:
                 if time.monotonic() >= deadline:
                     raise BrokerSetupError(
                         f"could not describe {topic}/{partition} within {timeout_s} s: {exc!r}"
                     ) from exc
                 await asyncio.sleep(_RETRY_S)
-        for entry in topics:
-            for part in entry["partitions"]:
-                if part["partition"] == partition:
-                    return PartitionState(
-                        leader=int(part["leader"]),
-                        replicas=tuple(int(r) for r in part["replicas"]),
-                        isr=tuple(int(r) for r in part["isr"]),
-                    )
-        raise ConfigError(f"partition {topic}/{partition} is not in the cluster's metadata")
+                continue
+            state = _find_partition(topics, partition)
+            if state is not None:
+                return state
+            # A node that has not caught up with the controller yet: ask again.
+            if time.monotonic() >= deadline:
+                raise ConfigError(f"partition {topic}/{partition} is not in the cluster's metadata")
+            await asyncio.sleep(_RETRY_S)
 
     async def _describe_topic(self, topic: str) -> list[dict[str, Any]]:
         admin = AIOKafkaAdminClient(
@@ -324,3 +322,15 @@ class KafkaCluster(AsyncResource):
         if node.running:
             raise ConfigError(f"node {node_id} is running; kill or stop it first")
         await node.start(timeout_s or self.ready_timeout, expected_brokers=self.node_count)
+
+
+def _find_partition(topics: list[dict[str, Any]], partition: int) -> PartitionState | None:
+    for entry in topics:
+        for part in entry.get("partitions", ()):
+            if part["partition"] == partition:
+                return PartitionState(
+                    leader=int(part["leader"]),
+                    replicas=tuple(int(r) for r in part["replicas"]),
+                    isr=tuple(int(r) for r in part["isr"]),
+                )
+    return None
