@@ -21,12 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
+from kafka_support import produce
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
 from agent_events.services import SERVICES
 from agent_runtime.events import EventType, SystemEvent
-from producers import KafkaEventProducer
 
 DEADLINE_S = 90.0
 CLI = [sys.executable, "-c", "import sys; from agent_events.cli import main; sys.exit(main())"]
@@ -113,14 +113,6 @@ def consumed(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> f
 
 def owned_partitions(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> set[str]:
     return {dict(ls)["partition"] for (n, ls) in samples if n == "agent_events_consumer_lag"}
-
-
-async def produce(bootstrap: str, topic: str, events: list[SystemEvent]) -> None:
-    async with KafkaEventProducer(bootstrap_servers=bootstrap, topic=topic, linger_ms=10) as p:
-        for event in events:
-            await p.send(event)
-        await p.flush()
-    assert p.stats.acknowledged == len(events)
 
 
 def completions(sessions: int, per_session: int) -> list[SystemEvent]:

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from kafka_support import produce
 
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
 from agent_runtime.event_bus import EventType, SystemEvent
-from producers import KafkaEventProducer, partition_for_key
+from producers import partition_for_key
 
 pytestmark = [
     pytest.mark.broker_kinds("kafka"),  # Tansu takes 5-8 s per rebalance; these tests do many
@@ -86,16 +87,6 @@ def events_for(sessions: int, per_session: int) -> list[SystemEvent]:
         for i in range(per_session)
         for s in range(sessions)
     ]
-
-
-async def produce(bootstrap: str, topic: str, events: list[SystemEvent]) -> None:
-    async with KafkaEventProducer(
-        bootstrap_servers=bootstrap, topic=topic, linger_ms=10
-    ) as producer:
-        for event in events:
-            await producer.send(event)
-        await producer.flush()
-    assert producer.stats.acknowledged == len(events)
 
 
 async def wait_for(condition: Callable[[], bool], deadline_s: float, what: str) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from kafka_support import produce
 
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
 from agent_runtime.event_bus import EventType, SystemEvent
@@ -19,7 +20,6 @@ from consumers import (
     read_dead_letters,
     redrive,
 )
-from producers import KafkaEventProducer
 from producers.config import KafkaConnectionConfig
 from schemas.codec import encode_event
 
@@ -31,16 +31,6 @@ def session_event(session: str, i: int) -> SystemEvent:
         session_id=session,
         metadata={"seq": i},
     )
-
-
-async def produce(bootstrap: str, topic: str, events: list[SystemEvent]) -> None:
-    async with KafkaEventProducer(
-        bootstrap_servers=bootstrap, topic=topic, linger_ms=20
-    ) as producer:
-        for event in events:
-            await producer.send(event)
-        await producer.flush()
-    assert producer.stats.acknowledged == len(events)
 
 
 class Collector:

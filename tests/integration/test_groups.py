@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from kafka_support import produce
 
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
 from agent_events.cli import main as cli_main
 from agent_runtime.event_bus import EventType, SystemEvent
 from consumers import ConsumerService
 from consumers.groups import describe_group
-from producers import KafkaEventProducer
 from producers.config import KafkaConnectionConfig
 from producers.partitioner import partition_for_key
 
@@ -27,15 +27,6 @@ def numbered(partition_key: str, i: int) -> SystemEvent:
         session_id=partition_key,
         metadata={"n": i},
     )
-
-
-async def produce(bootstrap: str, topic: str, events: list[SystemEvent]) -> None:
-    async with KafkaEventProducer(
-        bootstrap_servers=bootstrap, topic=topic, linger_ms=20
-    ) as producer:
-        for e in events:
-            await producer.send(e)
-        await producer.flush()
 
 
 class Seen:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from kafka_support import produce
 
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
 from agent_events.cli import main as cli_main
@@ -30,7 +31,6 @@ from consumers.replay import (
     plan_replay,
     replay,
 )
-from producers import KafkaEventProducer
 from producers.config import KafkaConnectionConfig
 from producers.partitioner import partition_for_key
 from schemas.codec import encode_event
@@ -57,17 +57,6 @@ def workload() -> list[SystemEvent]:
         for i in range(PER_SESSION)
         for s in range(SESSIONS)
     ]
-
-
-async def produce(bootstrap: str, topic: str, events: list[SystemEvent]) -> None:
-    """Produce in batches (linger) so brokers see multi-record batches."""
-    async with KafkaEventProducer(
-        bootstrap_servers=bootstrap, topic=topic, linger_ms=20
-    ) as producer:
-        for e in events:
-            await producer.send(e)
-        await producer.flush()
-    assert producer.stats.acknowledged == len(events)
 
 
 class Recorder:

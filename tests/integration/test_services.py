@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from kafka_support import produce
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,7 +28,6 @@ from agent_events.services import ServiceHost, WebhookAlertSink, build_service, 
 from agent_events.settings import AgentEventsSettings, load_settings
 from agent_runtime.errors import SinkError
 from agent_runtime.events import EventType, SystemEvent
-from producers import KafkaEventProducer
 
 DEADLINE_S = 60.0
 
@@ -49,16 +49,6 @@ def failed(agent: str, session: str, message: str) -> SystemEvent:
         error_message=message,
         error_type="ToolError",
     )
-
-
-async def produce(bootstrap: str, topic: str, events: list[SystemEvent], **kwargs: Any) -> None:
-    async with KafkaEventProducer(
-        bootstrap_servers=bootstrap, topic=topic, linger_ms=10, **kwargs
-    ) as producer:
-        for event in events:
-            await producer.send(event)
-        await producer.flush()
-    assert producer.stats.acknowledged == len(events)
 
 
 def service_settings(broker: RunningBroker, topic: str, **extra: Any) -> AgentEventsSettings:

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from window_helpers import as_windows, produce, read_aggregates, stream, tumbling_oracle
+from kafka_support import produce
+from window_helpers import as_windows, read_aggregates, stream, tumbling_oracle
 
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
 

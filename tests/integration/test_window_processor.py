@@ -13,11 +13,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from kafka_support import produce
 from window_helpers import (
     START,
     as_windows,
     ms,
-    produce,
     read_aggregates,
     read_records,
     stream,

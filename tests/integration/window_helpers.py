@@ -17,7 +17,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agent_runtime.events import EventType, SystemEvent
 from consumers.windows import WindowAggregate, WindowAggregateCodec, WindowValues
-from producers import KafkaEventProducer
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -83,16 +82,6 @@ def values_of(events: list[SystemEvent]) -> WindowValues:
         distinct_sessions=len({e.session_id for e in events}),
         reducers={},
     )
-
-
-async def produce(bootstrap: str, topic: str, events: list[SystemEvent]) -> None:
-    async with KafkaEventProducer(
-        bootstrap_servers=bootstrap, topic=topic, linger_ms=5
-    ) as producer:
-        for event in events:
-            await producer.send(event)
-        await producer.flush()
-    assert producer.stats.acknowledged == len(events)
 
 
 async def read_aggregates(
