@@ -41,10 +41,10 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from agent_runtime.errors import ConfigError
-from consumers.config import DEFAULT_DLQ_TOPIC, ConsumerConfig, Ordering
-from consumers.windows.config import WindowSettings
-from producers.config import DEFAULT_TOPIC, KafkaConnectionConfig, ProducerConfig
+from agent_events.agent_runtime.errors import ConfigError
+from agent_events.consumers.config import DEFAULT_DLQ_TOPIC, ConsumerConfig, Ordering
+from agent_events.consumers.windows.config import WindowSettings
+from agent_events.producers.config import DEFAULT_TOPIC, KafkaConnectionConfig, ProducerConfig
 
 __all__ = [
     "ENV_PREFIX",

@@ -3,10 +3,10 @@
 Nothing here imports Kafka: an agent that only uses the in-process bus needs no broker.
 """
 
-from agent_runtime.bus_metrics import LatencyStats, MetricsSnapshot
-from agent_runtime.errors import AgentEventsError
-from agent_runtime.event_bus import DispatchResult, EventBus, Handler, HandlerOutcome
-from agent_runtime.events import (
+from agent_events.agent_runtime.bus_metrics import LatencyStats, MetricsSnapshot
+from agent_events.agent_runtime.errors import AgentEventsError
+from agent_events.agent_runtime.event_bus import DispatchResult, EventBus, Handler, HandlerOutcome
+from agent_events.agent_runtime.events import (
     EventType,
     EventTypeLike,
     ForeignEventType,

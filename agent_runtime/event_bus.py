@@ -33,8 +33,13 @@ from collections.abc import Collection, Iterable
 from enum import Enum
 from types import EllipsisType
 
-from agent_runtime.bus_metrics import BusMetrics, HandlerTally, LatencyStats, MetricsSnapshot
-from agent_runtime.errors import (
+from agent_events.agent_runtime.bus_metrics import (
+    BusMetrics,
+    HandlerTally,
+    LatencyStats,
+    MetricsSnapshot,
+)
+from agent_events.agent_runtime.errors import (
     BusClosed,
     ConfigError,
     HandlerTimeout,
@@ -42,15 +47,15 @@ from agent_runtime.errors import (
     QueueFull,
     SubscriptionError,
 )
-from agent_runtime.events import (
+from agent_events.agent_runtime.events import (
     EventType,
     EventTypeLike,
     ForeignEventType,
     SystemEvent,
     event_type_key,
 )
-from agent_runtime.resource import AsyncResource
-from agent_runtime.subscription import (
+from agent_events.agent_runtime.resource import AsyncResource
+from agent_events.agent_runtime.subscription import (
     DispatchResult,
     Handler,
     HandlerOutcome,

@@ -27,7 +27,7 @@ from pydantic import (
     field_validator,
 )
 
-from agent_runtime.errors import InvalidEventError
+from agent_events.agent_runtime.errors import InvalidEventError
 
 __all__ = [
     "BUILTIN_NAMESPACE",

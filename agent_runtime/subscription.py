@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from agent_runtime.events import EventTypeLike, SystemEvent, event_type_key
+from agent_events.agent_runtime.events import EventTypeLike, SystemEvent, event_type_key
 
 __all__ = [
     "DispatchResult",

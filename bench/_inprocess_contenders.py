@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from agent_runtime.errors import QueueFull
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.agent_runtime.errors import QueueFull
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
 
 __all__ = [
     "CONTENDERS",

@@ -16,10 +16,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from agent_runtime.event_bus import SystemEvent
-from consumers import ConsumerService
-from producers import KafkaEventProducer, SessionKeyPartitioner, partition_for_key
-from schemas.codec import decode_event, encode_event
+from agent_events.agent_runtime.event_bus import SystemEvent
+from agent_events.consumers import ConsumerService
+from agent_events.producers import KafkaEventProducer, SessionKeyPartitioner, partition_for_key
+from agent_events.schemas.codec import decode_event, encode_event
 
 __all__ = ["CONSUMERS", "PRODUCERS", "Ticker"]
 

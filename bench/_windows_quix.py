@@ -22,8 +22,8 @@ from quixstreams import Application
 from quixstreams.dataframe.windows import Count, Max, Mean, Min, Sum
 from quixstreams.models.serializers import Deserializer
 
-from consumers.windows import event_time_ms
-from schemas.codec import decode_event
+from agent_events.consumers.windows import event_time_ms
+from agent_events.schemas.codec import decode_event
 
 
 class AvroEvent(Deserializer):  # type: ignore[misc]

@@ -351,7 +351,7 @@ Progress = Callable[[str], None]
 async def run_benchmark(settings: Settings, progress: Progress = lambda _: None) -> Results:
     """Run every scenario for every contender; repeats interleave contenders (fair drift)."""
     logging.getLogger("bubus").setLevel(logging.CRITICAL)
-    logging.getLogger("agent_runtime").setLevel(logging.CRITICAL)
+    logging.getLogger("agent_events.agent_runtime").setLevel(logging.CRITICAL)
     results = Results(settings, machine_description())
     specs = []
     for spec in CONTENDERS:

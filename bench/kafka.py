@@ -34,12 +34,12 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from agent_events.agent_runtime.event_bus import EventType, SystemEvent
 from agent_events.broker import KafkaCluster, create_topic
-from agent_runtime.event_bus import EventType, SystemEvent
+from agent_events.consumers import ConsumerService
+from agent_events.producers import KafkaEventProducer, SessionKeyPartitioner
+from agent_events.schemas.codec import decode_event, encode_event
 from bench._kafka_contenders import CONSUMERS, PRODUCERS, Ticker
-from consumers import ConsumerService
-from producers import KafkaEventProducer, SessionKeyPartitioner
-from schemas.codec import decode_event, encode_event
 
 __all__ = ["main", "run_benchmark"]
 

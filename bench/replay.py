@@ -35,12 +35,12 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agent_events.agent_runtime.event_bus import EventType, SystemEvent
 from agent_events.broker import KafkaCluster, create_topic
-from agent_runtime.event_bus import EventType, SystemEvent
-from consumers.replay import HandlerSink, ReplaySpec, ServiceSink, replay
-from producers import KafkaEventProducer
-from producers.config import KafkaConnectionConfig
-from schemas.codec import EventCodec
+from agent_events.consumers.replay import HandlerSink, ReplaySpec, ServiceSink, replay
+from agent_events.producers import KafkaEventProducer
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.schemas.codec import EventCodec
 
 __all__ = ["main", "run_benchmark"]
 

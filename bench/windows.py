@@ -33,10 +33,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
+from agent_events.agent_runtime.events import EventType, SystemEvent
 from agent_events.broker import KafkaCluster, create_topic
-from agent_runtime.events import EventType, SystemEvent
+from agent_events.schemas.codec import encode_event
 from bench._windows_contenders import CONTENDERS
-from schemas.codec import encode_event
 
 __all__ = ["main", "run_benchmark"]
 

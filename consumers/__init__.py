@@ -4,8 +4,8 @@ The handler classes of the spec live in :mod:`consumers.handlers`; they run
 unchanged on an in-process ``EventBus`` and inside a :class:`ConsumerService`.
 """
 
-from consumers.config import DEFAULT_DLQ_TOPIC, ConsumerConfig, Ordering
-from consumers.dlq import (
+from agent_events.consumers.config import DEFAULT_DLQ_TOPIC, ConsumerConfig, Ordering
+from agent_events.consumers.dlq import (
     ERROR_HEADER_PREFIX,
     REDRIVE_FOR_GROUP_HEADER,
     DeadLetter,
@@ -13,18 +13,18 @@ from consumers.dlq import (
     dead_letter_headers,
     error_headers_of,
 )
-from consumers.offsets import OffsetTracker
-from consumers.processing import ProcessingStats, RecordProcessor
-from consumers.redrive import (
+from agent_events.consumers.offsets import OffsetTracker
+from agent_events.consumers.processing import ProcessingStats, RecordProcessor
+from agent_events.consumers.redrive import (
     DeadLetterFilter,
     DeadLetterRecord,
     RedriveReport,
     read_dead_letters,
     redrive,
 )
-from consumers.runtime import ConsumerService, HandlerSpec
-from consumers.scan import scan_topic, standalone_consumer, topic_partitions
-from consumers.worker import PartitionWorker
+from agent_events.consumers.runtime import ConsumerService, HandlerSpec
+from agent_events.consumers.scan import scan_topic, standalone_consumer, topic_partitions
+from agent_events.consumers.worker import PartitionWorker
 
 __all__ = [
     "DEFAULT_DLQ_TOPIC",

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from producers.config import DEFAULT_TOPIC, KafkaConnectionConfig
+from agent_events.producers.config import DEFAULT_TOPIC, KafkaConnectionConfig
 
 __all__ = ["DEFAULT_DLQ_TOPIC", "ConsumerConfig", "Ordering"]
 

@@ -18,11 +18,11 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
 
-from agent_runtime.errors import KafkaError
-from agent_runtime.resource import AsyncResource
-from producers.config import KafkaConnectionConfig
-from producers.connect import start_with_backoff
-from producers.headers import Headers, header_value
+from agent_events.agent_runtime.errors import KafkaError
+from agent_events.agent_runtime.resource import AsyncResource
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.producers.connect import start_with_backoff
+from agent_events.producers.headers import Headers, header_value
 
 __all__ = [
     "ERROR_HEADER_PREFIX",

@@ -31,12 +31,12 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from agent_runtime.errors import ConfigError, KafkaError
-from consumers.replay.plan import FeatureCheck
-from consumers.replay.spec import epoch_ms
-from consumers.scan import log_end_offsets, standalone_consumer, topic_partitions
-from producers.config import KafkaConnectionConfig
-from producers.connect import start_with_backoff
+from agent_events.agent_runtime.errors import ConfigError, KafkaError
+from agent_events.consumers.replay.plan import FeatureCheck
+from agent_events.consumers.replay.spec import epoch_ms
+from agent_events.consumers.scan import log_end_offsets, standalone_consumer, topic_partitions
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.producers.connect import start_with_backoff
 
 __all__ = [
     "GroupDescription",

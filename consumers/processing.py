@@ -29,13 +29,13 @@ from typing import Protocol, TypeAlias, runtime_checkable
 
 from aiokafka.structs import ConsumerRecord
 
-from agent_runtime.errors import DecodeError
-from agent_runtime.event_bus import DispatchResult, EventBus
-from agent_runtime.events import SystemEvent
-from consumers.config import ConsumerConfig
-from consumers.dlq import REDRIVE_FOR_GROUP_HEADER, DeadLetter
-from producers.headers import header_value
-from schemas.codec import EventCodec
+from agent_events.agent_runtime.errors import DecodeError
+from agent_events.agent_runtime.event_bus import DispatchResult, EventBus
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.consumers.config import ConsumerConfig
+from agent_events.consumers.dlq import REDRIVE_FOR_GROUP_HEADER, DeadLetter
+from agent_events.producers.headers import header_value
+from agent_events.schemas.codec import EventCodec
 
 __all__ = [
     "DeadLetterSink",

@@ -15,11 +15,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from consumers.dlq import error_headers_of, redrive_headers
-from consumers.scan import scan_topic, standalone_consumer, topic_partitions
-from producers.config import KafkaConnectionConfig
-from producers.connect import start_with_backoff
-from producers.headers import EVENT_TYPE_HEADER, header_value
+from agent_events.consumers.dlq import error_headers_of, redrive_headers
+from agent_events.consumers.scan import scan_topic, standalone_consumer, topic_partitions
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.producers.connect import start_with_backoff
+from agent_events.producers.headers import EVENT_TYPE_HEADER, header_value
 
 __all__ = ["DeadLetterFilter", "DeadLetterRecord", "RedriveReport", "read_dead_letters", "redrive"]
 

@@ -34,16 +34,16 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from agent_runtime.errors import ConfigError, KafkaError
-from agent_runtime.event_bus import EventBus, Handler
-from agent_runtime.events import EventType, EventTypeLike
-from agent_runtime.resource import AsyncResource
-from consumers.config import ConsumerConfig
-from consumers.dlq import DeadLetterPublisher
-from consumers.processing import ProcessingObserver, RecordProcessor
-from consumers.worker import PartitionWorker
-from producers.connect import start_with_backoff
-from schemas.codec import EventCodec
+from agent_events.agent_runtime.errors import ConfigError, KafkaError
+from agent_events.agent_runtime.event_bus import EventBus, Handler
+from agent_events.agent_runtime.events import EventType, EventTypeLike
+from agent_events.agent_runtime.resource import AsyncResource
+from agent_events.consumers.config import ConsumerConfig
+from agent_events.consumers.dlq import DeadLetterPublisher
+from agent_events.consumers.processing import ProcessingObserver, RecordProcessor
+from agent_events.consumers.worker import PartitionWorker
+from agent_events.producers.connect import start_with_backoff
+from agent_events.schemas.codec import EventCodec
 
 __all__ = ["ConsumerService", "HandlerSpec"]
 

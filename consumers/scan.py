@@ -16,9 +16,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from agent_runtime.errors import BrokerUnavailable, ConfigError
-from producers.config import KafkaConnectionConfig
-from producers.connect import start_with_backoff
+from agent_events.agent_runtime.errors import BrokerUnavailable, ConfigError
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.producers.connect import start_with_backoff
 
 __all__ = ["log_end_offsets", "scan_topic", "standalone_consumer", "topic_partitions"]
 

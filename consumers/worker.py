@@ -15,9 +15,9 @@ from typing import TypeAlias
 
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from consumers.config import Ordering
-from consumers.offsets import OffsetTracker
-from consumers.processing import RecordProcessor
+from agent_events.consumers.config import Ordering
+from agent_events.consumers.offsets import OffsetTracker
+from agent_events.consumers.processing import RecordProcessor
 
 __all__ = ["PartitionWorker"]
 

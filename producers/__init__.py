@@ -1,8 +1,8 @@
 """producers: SystemEvent -> Kafka (Avro single-object values, keyed by session)."""
 
-from producers.config import DEFAULT_TOPIC, KafkaConnectionConfig, ProducerConfig
-from producers.connect import start_with_backoff
-from producers.headers import (
+from agent_events.producers.config import DEFAULT_TOPIC, KafkaConnectionConfig, ProducerConfig
+from agent_events.producers.connect import start_with_backoff
+from agent_events.producers.headers import (
     CONTENT_TYPE_HEADER,
     EVENT_TYPE_HEADER,
     PRODUCER_ID_HEADER,
@@ -11,9 +11,9 @@ from producers.headers import (
     SessionSequencer,
     header_value,
 )
-from producers.partitioner import SessionKeyPartitioner, partition_for_key
-from producers.producer import DeliveryResult, KafkaEventProducer, ProducerStats
-from producers.topics import TopicSpec, ensure_topics
+from agent_events.producers.partitioner import SessionKeyPartitioner, partition_for_key
+from agent_events.producers.producer import DeliveryResult, KafkaEventProducer, ProducerStats
+from agent_events.producers.topics import TopicSpec, ensure_topics
 
 __all__ = [
     "CONTENT_TYPE_HEADER",

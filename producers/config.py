@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from agent_runtime.errors import ConfigError
+from agent_events.agent_runtime.errors import ConfigError
 
 __all__ = ["DEFAULT_TOPIC", "KafkaConnectionConfig", "ProducerConfig"]
 

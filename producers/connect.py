@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka.errors import KafkaConnectionError, NodeNotReadyError, RequestTimedOutError
 
-from agent_runtime.errors import BrokerUnavailable
+from agent_events.agent_runtime.errors import BrokerUnavailable
 
 __all__ = ["start_with_backoff"]
 

@@ -29,19 +29,19 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from aiokafka.errors import KafkaError as AIOKafkaError
 
-from agent_runtime.errors import (
+from agent_events.agent_runtime.errors import (
     AgentEventsError,
     KafkaError,
     ProduceError,
     RecordTooLarge,
     UnsupportedByBroker,
 )
-from agent_runtime.event_bus import EventBus, type_label
-from agent_runtime.events import EventType, EventTypeLike, SystemEvent
-from agent_runtime.resource import AsyncResource
-from producers.config import ProducerConfig
-from producers.connect import start_with_backoff
-from producers.headers import (
+from agent_events.agent_runtime.event_bus import EventBus, type_label
+from agent_events.agent_runtime.events import EventType, EventTypeLike, SystemEvent
+from agent_events.agent_runtime.resource import AsyncResource
+from agent_events.producers.config import ProducerConfig
+from agent_events.producers.connect import start_with_backoff
+from agent_events.producers.headers import (
     CONTENT_TYPE_HEADER,
     EVENT_TYPE_HEADER,
     PRODUCER_ID_HEADER,
@@ -50,8 +50,8 @@ from producers.headers import (
     SessionSequencer,
     new_producer_id,
 )
-from producers.partitioner import SessionKeyPartitioner
-from schemas.codec import CONTENT_TYPE, EventCodec
+from agent_events.producers.partitioner import SessionKeyPartitioner
+from agent_events.schemas.codec import CONTENT_TYPE, EventCodec
 
 __all__ = [
     "DeliveryErrorCallback",

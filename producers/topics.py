@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-from agent_runtime.errors import BrokerUnavailable, ConfigError
-from producers.config import KafkaConnectionConfig
-from producers.connect import start_with_backoff
+from agent_events.agent_runtime.errors import BrokerUnavailable, ConfigError
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.producers.connect import start_with_backoff
 
 __all__ = ["TopicSpec", "ensure_topics"]
 

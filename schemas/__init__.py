@@ -6,7 +6,7 @@ keeps the known writer schemas; :mod:`schemas.codec` maps :class:`SystemEvent` o
 :func:`decode_event`, or an :class:`EventCodec` whose store accepts older schemas.
 """
 
-from schemas.avro import (
+from agent_events.schemas.avro import (
     FINGERPRINT_SIZE,
     HEADER_SIZE,
     SINGLE_OBJECT_MAGIC,
@@ -16,7 +16,7 @@ from schemas.avro import (
     load_schema,
     schema_fingerprint,
 )
-from schemas.codec import (
+from agent_events.schemas.codec import (
     CONTENT_TYPE,
     SYSTEM_EVENT_FINGERPRINT,
     SYSTEM_EVENT_SCHEMA,

@@ -29,7 +29,7 @@ from fastavro.read import SchemaResolutionError
 from fastavro.schema import SchemaParseException, to_parsing_canonical_form
 from fastavro.schema import fingerprint as _fastavro_fingerprint
 
-from agent_runtime.errors import (
+from agent_events.agent_runtime.errors import (
     ConfigError,
     DecodeError,
     EncodeError,

@@ -22,9 +22,19 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from agent_runtime.errors import EncodeError, MalformedEventError
-from agent_runtime.events import EventType, SystemEvent, event_type_key, resolve_event_type
-from schemas.avro import AvroSchemaStore, SingleObjectCodec, load_schema, schema_fingerprint
+from agent_events.agent_runtime.errors import EncodeError, MalformedEventError
+from agent_events.agent_runtime.events import (
+    EventType,
+    SystemEvent,
+    event_type_key,
+    resolve_event_type,
+)
+from agent_events.schemas.avro import (
+    AvroSchemaStore,
+    SingleObjectCodec,
+    load_schema,
+    schema_fingerprint,
+)
 
 __all__ = [
     "CONTENT_TYPE",

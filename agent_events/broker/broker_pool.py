@@ -15,12 +15,12 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from agent_events.agent_runtime.errors import BrokerUnavailable
 from agent_events.broker.capabilities import BrokerCapabilities, probe_capabilities
 from agent_events.broker.kafka_cluster import KafkaCluster
 from agent_events.broker.readiness import metadata_broker_ids
 from agent_events.broker.selection import BrokerKind, docker_engine_answers
 from agent_events.broker.tansu import TansuBroker
-from agent_runtime.errors import BrokerUnavailable
 
 __all__ = ["BrokerPool", "RunningBroker"]
 

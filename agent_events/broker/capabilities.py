@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
+from agent_events.agent_runtime.errors import ConfigError, UnsupportedByBroker
 from agent_events.broker.topics import create_topic
-from agent_runtime.errors import ConfigError, UnsupportedByBroker
 
 __all__ = [
     "FEATURES",

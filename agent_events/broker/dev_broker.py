@@ -23,12 +23,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from agent_events.agent_runtime.errors import ConfigError
 from agent_events.broker._process import is_alive, stop_process_group
 from agent_events.broker.kafka_cluster import KafkaCluster
 from agent_events.broker.kafka_libs import DEFAULT_KAFKA_VERSION
 from agent_events.broker.selection import resolve_kind
 from agent_events.broker.tansu import TansuBroker
-from agent_runtime.errors import ConfigError
 
 __all__ = ["DEFAULT_PORT", "DevBroker", "DevBrokerState", "default_data_dir"]
 

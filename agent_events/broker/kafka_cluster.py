@@ -31,13 +31,13 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from agent_events.agent_runtime.errors import BrokerSetupError, ConfigError
+from agent_events.agent_runtime.resource import AsyncResource
 from agent_events.broker._process import free_ports, make_temp_dir, remove_temp_dir
 from agent_events.broker.kafka_config import NodeSpec, new_cluster_id
 from agent_events.broker.kafka_libs import DEFAULT_KAFKA_VERSION, ensure_kafka_libs
 from agent_events.broker.kafka_node import KafkaNode, read_cluster_id
 from agent_events.broker.tools import find_java
-from agent_runtime.errors import BrokerSetupError, ConfigError
-from agent_runtime.resource import AsyncResource
 
 __all__ = ["KafkaCluster", "PartitionState"]
 

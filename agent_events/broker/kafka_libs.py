@@ -22,8 +22,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent_events.agent_runtime.errors import BrokerSetupError
 from agent_events.broker.tools import find_maven
-from agent_runtime.errors import BrokerSetupError
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",

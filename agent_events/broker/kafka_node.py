@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from agent_events.agent_runtime.errors import BrokerSetupError
 from agent_events.broker._process import log_tail, spawn, stop_process
 from agent_events.broker.kafka_config import (
     NodeSpec,
@@ -29,7 +30,6 @@ from agent_events.broker.kafka_config import (
 )
 from agent_events.broker.kafka_libs import KafkaLibs
 from agent_events.broker.readiness import BrokerNotReady, wait_until_serving
-from agent_runtime.errors import BrokerSetupError
 
 __all__ = ["KafkaNode", "read_cluster_id"]
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from agent_events.agent_runtime.errors import ToolMissing
 from agent_events.broker.broker_pool import BrokerPool, RunningBroker
 from agent_events.broker.capabilities import FEATURES, BrokerCapabilities
 from agent_events.broker.kafka_cluster import KafkaCluster
@@ -41,7 +42,6 @@ from agent_events.broker.selection import (
     kind_unavailable_reason,
 )
 from agent_events.broker.topics import create_topic
-from agent_runtime.errors import ToolMissing
 
 __all__ = [
     "NewTopic",

@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from agent_events.agent_runtime.errors import ConfigError, ToolMissing
 from agent_events.broker.kafka_libs import DEFAULT_KAFKA_VERSION, is_cached
 from agent_events.broker.tools import find_java, find_maven, find_tansu
-from agent_runtime.errors import ConfigError, ToolMissing
 
 __all__ = [
     "BROKER_KINDS",

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from agent_events.agent_runtime.errors import BrokerSetupError
+from agent_events.agent_runtime.resource import AsyncResource
 from agent_events.broker._process import (
     free_port,
     log_tail,
@@ -29,8 +31,6 @@ from agent_events.broker._process import (
 )
 from agent_events.broker.readiness import BrokerNotReady, wait_until_serving
 from agent_events.broker.tools import find_tansu
-from agent_runtime.errors import BrokerSetupError
-from agent_runtime.resource import AsyncResource
 
 __all__ = ["TansuBroker"]
 

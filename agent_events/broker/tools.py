@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from agent_runtime.errors import ToolMissing
+from agent_events.agent_runtime.errors import ToolMissing
 
 __all__ = ["MIN_JAVA_VERSION", "find_java", "find_maven", "find_tansu", "java_major_version"]
 

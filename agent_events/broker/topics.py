@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from producers.config import KafkaConnectionConfig
-from producers.topics import TopicSpec, ensure_topics
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.producers.topics import TopicSpec, ensure_topics
 
 __all__ = ["create_topic"]
 

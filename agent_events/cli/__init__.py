@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from agent_events import __version__
+from agent_events.agent_runtime.errors import AgentEventsError
 from agent_events.cli import (
     broker,
     consume,
@@ -28,7 +29,6 @@ from agent_events.cli import (
     trace,
     verify_order,
 )
-from agent_runtime.errors import AgentEventsError
 
 __all__ = ["app", "main"]
 

@@ -22,8 +22,8 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from agent_events.producers.config import KafkaConnectionConfig
 from agent_events.settings import AgentEventsSettings, load_settings
-from producers.config import KafkaConnectionConfig
 
 __all__ = [
     "AsJson",

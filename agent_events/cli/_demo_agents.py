@@ -17,10 +17,15 @@ import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from agent_runtime.event_bus import EventBus
-from agent_runtime.events import EventType, SystemEvent
-from agent_runtime.orchestration import AgentConfig, AgentContext, AgentExecutor, SessionManager
-from agent_runtime.subscription import type_label
+from agent_events.agent_runtime.event_bus import EventBus
+from agent_events.agent_runtime.events import EventType, SystemEvent
+from agent_events.agent_runtime.orchestration import (
+    AgentConfig,
+    AgentContext,
+    AgentExecutor,
+    SessionManager,
+)
+from agent_events.agent_runtime.subscription import type_label
 
 __all__ = ["AGENTS", "FlowCounter", "SimulatedAgents", "SimulatedLLM"]
 

@@ -16,8 +16,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from agent_runtime.events import SystemEvent
-from agent_runtime.subscription import type_label
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.agent_runtime.subscription import type_label
 
 __all__ = ["DemoSnapshot", "ServiceView", "plain_progress", "plain_summary", "render_live"]
 

@@ -25,9 +25,9 @@ import typer
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
+from agent_events.agent_runtime.errors import BrokerUnavailable
 from agent_events.broker.capabilities import probe_capabilities, require
-from agent_runtime.errors import BrokerUnavailable
-from consumers.scan import log_end_offsets
+from agent_events.consumers.scan import log_end_offsets
 
 __all__ = ["OffsetSpec", "parse_offset", "read_records", "start_offsets"]
 

@@ -16,11 +16,11 @@ from typing import Annotated, Any
 
 import typer
 
+from agent_events.agent_runtime.errors import ConfigError
 from agent_events.cli._common import BootstrapServers, ConfigFile, Topic, stop_on_signals
 from agent_events.observability.logs import configure_logging
 from agent_events.services import SERVICES, ServiceHost, build_service
 from agent_events.settings import AgentEventsSettings, load_settings
-from agent_runtime.errors import ConfigError
 
 __all__ = ["consume", "consume_flags"]
 

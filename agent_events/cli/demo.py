@@ -39,6 +39,8 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
+from agent_events.agent_runtime.errors import AgentEventsError
+from agent_events.agent_runtime.event_bus import EventBus
 from agent_events.broker import KafkaCluster, TansuBroker, resolve_kind
 from agent_events.broker.kafka_libs import is_cached
 from agent_events.cli._common import run_until_signalled
@@ -51,13 +53,11 @@ from agent_events.cli._demo_view import (
     render_live,
 )
 from agent_events.cli.topics import missing_topics
+from agent_events.consumers.runtime import ConsumerService
+from agent_events.producers.producer import KafkaEventProducer
+from agent_events.producers.topics import TopicSpec, ensure_topics
 from agent_events.services import ServiceHost, build_service
 from agent_events.settings import AgentEventsSettings, load_settings
-from agent_runtime.errors import AgentEventsError
-from agent_runtime.event_bus import EventBus
-from consumers.runtime import ConsumerService
-from producers.producer import KafkaEventProducer
-from producers.topics import TopicSpec, ensure_topics
 
 __all__ = ["DEMO_SERVICES", "demo"]
 

@@ -21,6 +21,7 @@ import typer
 from aiokafka.structs import TopicPartition
 from rich.table import Table
 
+from agent_events.agent_runtime.errors import ConfigError, DecodeError
 from agent_events.cli._common import (
     AsJson,
     BootstrapServers,
@@ -29,12 +30,16 @@ from agent_events.cli._common import (
     table_console,
     tool_settings,
 )
-from agent_runtime.errors import ConfigError, DecodeError
-from consumers.dlq import error_headers_of
-from consumers.redrive import DeadLetterFilter, DeadLetterRecord, read_dead_letters, redrive
-from consumers.scan import log_end_offsets, standalone_consumer, topic_partitions
-from producers.config import KafkaConnectionConfig
-from schemas.codec import EventCodec
+from agent_events.consumers.dlq import error_headers_of
+from agent_events.consumers.redrive import (
+    DeadLetterFilter,
+    DeadLetterRecord,
+    read_dead_letters,
+    redrive,
+)
+from agent_events.consumers.scan import log_end_offsets, standalone_consumer, topic_partitions
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.schemas.codec import EventCodec
 
 __all__ = ["app", "dead_letter_json"]
 

@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from agent_events.agent_runtime.errors import ConfigError
 from agent_events.cli._common import (
     AsJson,
     BootstrapServers,
@@ -25,8 +26,7 @@ from agent_events.cli._common import (
     connection,
 )
 from agent_events.cli.replay import broker_check, format_columns, quiet_client_logs
-from agent_runtime.errors import ConfigError
-from consumers.groups import (
+from agent_events.consumers.groups import (
     GroupDescription,
     OffsetChange,
     ResetStrategy,
@@ -35,7 +35,7 @@ from consumers.groups import (
     list_groups,
     plan_offset_reset,
 )
-from consumers.replay import parse_moment
+from agent_events.consumers.replay import parse_moment
 
 __all__ = ["app", "parse_topic_scope", "strategy_from_flags"]
 

@@ -22,6 +22,8 @@ import typer
 from aiokafka.errors import KafkaError as AIOKafkaError
 from pydantic import ValidationError
 
+from agent_events.agent_runtime.errors import ConfigError, ProduceError
+from agent_events.agent_runtime.events import SystemEvent
 from agent_events.cli._common import (
     AsJson,
     BootstrapServers,
@@ -31,10 +33,8 @@ from agent_events.cli._common import (
     first_error,
     tool_settings,
 )
-from agent_runtime.errors import ConfigError, ProduceError
-from agent_runtime.events import SystemEvent
-from producers.config import ProducerConfig
-from producers.producer import KafkaEventProducer
+from agent_events.producers.config import ProducerConfig
+from agent_events.producers.producer import KafkaEventProducer
 
 __all__ = ["parse_event_line", "produce"]
 

@@ -33,6 +33,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from agent_events.agent_runtime.errors import ConfigError
 from agent_events.broker.capabilities import probe_capabilities, require
 from agent_events.cli._common import (
     AsJson,
@@ -42,10 +43,8 @@ from agent_events.cli._common import (
     Topic,
     tool_settings,
 )
-from agent_events.services.store import sqlite_path, store_from_url
-from agent_runtime.errors import ConfigError
-from consumers.handlers import EventSourcingHandler, SQLiteEventStore
-from consumers.replay import (
+from agent_events.consumers.handlers import EventSourcingHandler, SQLiteEventStore
+from agent_events.consumers.replay import (
     FeatureCheck,
     FromBeginning,
     FromOffsets,
@@ -69,7 +68,8 @@ from consumers.replay import (
     plan_replay,
     replay,
 )
-from producers.config import KafkaConnectionConfig
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.services.store import sqlite_path, store_from_url
 
 __all__ = [
     "broker_check",

@@ -16,6 +16,9 @@ from typing import Annotated, Any
 
 import typer
 
+from agent_events.agent_runtime.errors import DecodeError
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.agent_runtime.subscription import type_label
 from agent_events.cli._common import (
     AsJson,
     BootstrapServers,
@@ -26,13 +29,10 @@ from agent_events.cli._common import (
     tool_settings,
 )
 from agent_events.cli._reader import OffsetSpec, parse_offset, read_records, start_offsets
-from agent_runtime.errors import DecodeError
-from agent_runtime.events import SystemEvent
-from agent_runtime.subscription import type_label
-from consumers.scan import standalone_consumer, topic_partitions
-from producers.headers import header_value
-from producers.partitioner import partition_for_key
-from schemas.codec import EventCodec
+from agent_events.consumers.scan import standalone_consumer, topic_partitions
+from agent_events.producers.headers import header_value
+from agent_events.producers.partitioner import partition_for_key
+from agent_events.schemas.codec import EventCodec
 
 __all__ = ["envelope", "human_line", "tail"]
 

@@ -19,6 +19,7 @@ import typer
 from aiokafka.admin import AIOKafkaAdminClient
 from rich.table import Table
 
+from agent_events.agent_runtime.errors import ConfigError
 from agent_events.cli._common import (
     AsJson,
     BootstrapServers,
@@ -27,11 +28,10 @@ from agent_events.cli._common import (
     connection,
     table_console,
 )
-from agent_runtime.errors import ConfigError
-from consumers.scan import log_end_offsets, standalone_consumer, topic_partitions
-from producers.config import KafkaConnectionConfig
-from producers.connect import start_with_backoff
-from producers.topics import TopicSpec, ensure_topics
+from agent_events.consumers.scan import log_end_offsets, standalone_consumer, topic_partitions
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.producers.connect import start_with_backoff
+from agent_events.producers.topics import TopicSpec, ensure_topics
 
 __all__ = ["app", "describe_topic", "list_topic_names", "missing_topics"]
 

@@ -40,10 +40,10 @@ from agent_events.cli._common import (
     tool_settings,
 )
 from agent_events.cli._reader import OffsetSpec, read_records, start_offsets
-from consumers.scan import standalone_consumer, topic_partitions
-from producers.config import KafkaConnectionConfig
-from producers.headers import PRODUCER_ID_HEADER, SEQUENCE_HEADER, header_value
-from producers.partitioner import partition_for_key
+from agent_events.consumers.scan import standalone_consumer, topic_partitions
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.producers.headers import PRODUCER_ID_HEADER, SEQUENCE_HEADER, header_value
+from agent_events.producers.partitioner import partition_for_key
 
 __all__ = ["OrderChecker", "OrderProblem", "OrderReport", "verify_order", "verify_order_command"]
 

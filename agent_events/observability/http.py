@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from agent_runtime.errors import ConfigError
-from agent_runtime.resource import AsyncResource
+from agent_events.agent_runtime.errors import ConfigError
+from agent_events.agent_runtime.resource import AsyncResource
 
 __all__ = ["HealthCheck", "MetricsServer"]
 

@@ -20,9 +20,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.structs import TopicPartition
 
+from agent_events.consumers.scan import standalone_consumer
 from agent_events.observability.metrics import ServiceMetrics
-from consumers.scan import standalone_consumer
-from producers.config import KafkaConnectionConfig
+from agent_events.producers.config import KafkaConnectionConfig
 
 __all__ = ["LagMonitor"]
 

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent_runtime.subscription import DispatchResult, type_label
+from agent_events.agent_runtime.subscription import DispatchResult, type_label
 
 __all__ = [
     "HANDLER_DURATION_BUCKETS",

@@ -20,10 +20,10 @@ from typing import TypeAlias
 
 from aiokafka.structs import ConsumerRecord
 
+from agent_events.agent_runtime.subscription import DispatchResult
 from agent_events.observability.logs import bound_log_fields
 from agent_events.observability.metrics import ServiceMetrics, record_outcomes
 from agent_events.observability.otel import mark_failed, process_span
-from agent_runtime.subscription import DispatchResult
 
 __all__ = ["ServiceObserver"]
 

@@ -23,7 +23,7 @@ from typing import Any, TypeAlias
 
 from aiokafka.structs import ConsumerRecord
 
-from producers.headers import Headers
+from agent_events.producers.headers import Headers
 
 try:
     from opentelemetry import propagate, trace

@@ -7,6 +7,7 @@ of them with metrics, health, lag and a clean stop.
 
 from prometheus_client import CollectorRegistry
 
+from agent_events.agent_runtime.errors import ConfigError
 from agent_events.services._base import NamedHandler, Service, ServiceBuilder
 from agent_events.services.aggregate import build_aggregate_service
 from agent_events.services.alerting import AlertingService, WebhookAlertSink
@@ -18,7 +19,6 @@ from agent_events.services.statistics import StatisticsService
 from agent_events.services.store import StoreService, store_from_url
 from agent_events.services.tracing import TraceStore, TracingService, load_trace, trace_sessions
 from agent_events.settings import AgentEventsSettings
-from agent_runtime.errors import ConfigError
 
 __all__ = [
     "SERVICES",

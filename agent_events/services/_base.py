@@ -15,13 +15,13 @@ from typing import Any, ClassVar, Protocol
 from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
+from agent_events.agent_runtime.event_bus import Handler
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.agent_runtime.resource import AsyncResource
+from agent_events.agent_runtime.subscription import handler_name
+from agent_events.consumers.config import ConsumerConfig
+from agent_events.consumers.runtime import HandlerSpec
 from agent_events.settings import AgentEventsSettings
-from agent_runtime.event_bus import Handler
-from agent_runtime.events import SystemEvent
-from agent_runtime.resource import AsyncResource
-from agent_runtime.subscription import handler_name
-from consumers.config import ConsumerConfig
-from consumers.runtime import HandlerSpec
 
 __all__ = ["GroupMember", "NamedHandler", "Service", "ServiceBuilder"]
 

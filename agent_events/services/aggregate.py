@@ -26,18 +26,18 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from agent_events.services._base import Service
-from agent_events.settings import AgentEventsSettings
-from agent_runtime.event_bus import EventBus
-from agent_runtime.events import EventType, SystemEvent
-from consumers.config import ConsumerConfig
-from consumers.runtime import HandlerSpec
-from consumers.windows import (
+from agent_events.agent_runtime.event_bus import EventBus
+from agent_events.agent_runtime.events import EventType, SystemEvent
+from agent_events.consumers.config import ConsumerConfig
+from agent_events.consumers.runtime import HandlerSpec
+from agent_events.consumers.windows import (
     WindowedAggregationConfig,
     WindowMetricsCollector,
     WindowProcessor,
     parse_window,
 )
+from agent_events.services._base import Service
+from agent_events.settings import AgentEventsSettings
 
 __all__ = ["AggregateService", "build_aggregate_service"]
 

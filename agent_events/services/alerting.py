@@ -25,11 +25,11 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry, Counter
 
+from agent_events.agent_runtime.errors import SinkError
+from agent_events.consumers.handlers import AlertingHandler, AlertSink, LoggingAlertSink
+from agent_events.consumers.runtime import HandlerSpec
 from agent_events.services._base import NamedHandler, Service
 from agent_events.settings import AgentEventsSettings
-from agent_runtime.errors import SinkError
-from consumers.handlers import AlertingHandler, AlertSink, LoggingAlertSink
-from consumers.runtime import HandlerSpec
 
 __all__ = ["AlertingService", "WebhookAlertSink"]
 

@@ -15,11 +15,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from agent_events.consumers.handlers import LoggingHandler
+from agent_events.consumers.runtime import HandlerSpec
 from agent_events.observability.logs import EVENTS_LOGGER
 from agent_events.services._base import NamedHandler, Service
 from agent_events.settings import AgentEventsSettings
-from consumers.handlers import LoggingHandler
-from consumers.runtime import HandlerSpec
 
 __all__ = ["EventLoggingService"]
 

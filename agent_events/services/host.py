@@ -27,17 +27,17 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
+from agent_events.agent_runtime.errors import KafkaError
+from agent_events.agent_runtime.resource import AsyncResource
+from agent_events.consumers.config import ConsumerConfig
+from agent_events.consumers.processing import ProcessingStats
+from agent_events.consumers.runtime import ConsumerService
 from agent_events.observability.http import MetricsServer
 from agent_events.observability.lag import LagMonitor
 from agent_events.observability.metrics import ServiceMetrics
 from agent_events.observability.observer import ServiceObserver
 from agent_events.services._base import GroupMember, Service
 from agent_events.settings import AgentEventsSettings
-from agent_runtime.errors import KafkaError
-from agent_runtime.resource import AsyncResource
-from consumers.config import ConsumerConfig
-from consumers.processing import ProcessingStats
-from consumers.runtime import ConsumerService
 
 __all__ = ["ServiceHost"]
 

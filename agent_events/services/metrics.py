@@ -13,11 +13,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from agent_events.agent_runtime.events import EventType, SystemEvent
+from agent_events.consumers.handlers import MetricsCollector
+from agent_events.consumers.runtime import HandlerSpec
 from agent_events.services._base import NamedHandler, Service
 from agent_events.settings import AgentEventsSettings
-from agent_runtime.events import EventType, SystemEvent
-from consumers.handlers import MetricsCollector
-from consumers.runtime import HandlerSpec
 
 __all__ = ["EXECUTION_BUCKETS", "MetricsService"]
 

@@ -27,10 +27,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from agent_events.agent_runtime.errors import ConfigError
+from agent_events.consumers.runtime import HandlerSpec
 from agent_events.services._base import Service
 from agent_events.settings import AgentEventsSettings
-from agent_runtime.errors import ConfigError
-from consumers.runtime import HandlerSpec
 
 __all__ = ["RouterService", "import_object"]
 
@@ -40,8 +40,10 @@ def import_object(path: str) -> Any:
     module_name, sep, attribute = path.partition(":")
     if not sep or not module_name or not attribute:
         raise ConfigError(f"handler {path!r} is not package.module:attribute")
+    # After installed packages, so a user's `schemas.py` in the working directory never
+    # shadows a library (FastAPI projects often have one).
     if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+        sys.path.append(os.getcwd())
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:

@@ -12,10 +12,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from agent_events.consumers.handlers import EventStatistics
+from agent_events.consumers.runtime import HandlerSpec
 from agent_events.services._base import NamedHandler, Service
 from agent_events.settings import AgentEventsSettings
-from consumers.handlers import EventStatistics
-from consumers.runtime import HandlerSpec
 
 __all__ = ["StatisticsService"]
 

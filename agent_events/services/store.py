@@ -14,17 +14,17 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from agent_events.services._base import NamedHandler, Service
-from agent_events.settings import AgentEventsSettings
-from agent_runtime.errors import ConfigError
-from consumers.handlers import (
+from agent_events.agent_runtime.errors import ConfigError
+from agent_events.consumers.handlers import (
     EventSourcingHandler,
     EventStore,
     PostgresEventStore,
     SessionProjection,
     SQLiteEventStore,
 )
-from consumers.runtime import HandlerSpec
+from agent_events.consumers.runtime import HandlerSpec
+from agent_events.services._base import NamedHandler, Service
+from agent_events.settings import AgentEventsSettings
 
 __all__ = ["StoreService", "sqlite_path", "store_from_url"]
 

@@ -17,13 +17,13 @@ from typing import Any
 import aiosqlite
 from prometheus_client import CollectorRegistry
 
+from agent_events.agent_runtime.errors import ConfigError, SinkError
+from agent_events.agent_runtime.event_bus import type_label
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.agent_runtime.resource import AsyncResource
+from agent_events.consumers.runtime import HandlerSpec
 from agent_events.services._base import NamedHandler, Service
 from agent_events.settings import AgentEventsSettings
-from agent_runtime.errors import ConfigError, SinkError
-from agent_runtime.event_bus import type_label
-from agent_runtime.events import SystemEvent
-from agent_runtime.resource import AsyncResource
-from consumers.runtime import HandlerSpec
 
 __all__ = ["TraceStore", "TracingService", "load_trace", "trace_sessions"]
 

@@ -5,20 +5,25 @@ and publishes the seed's lifecycle events; :class:`SessionManager` publishes the
 session and checkpoint events.
 """
 
-from agent_runtime.orchestration.config import AgentConfig
-from agent_runtime.orchestration.context import AgentContext
-from agent_runtime.orchestration.executor import AgentExecutor
-from agent_runtime.orchestration.llm import EchoLLMClient, LLMClient
-from agent_runtime.orchestration.middleware import (
+from agent_events.agent_runtime.orchestration.config import AgentConfig
+from agent_events.agent_runtime.orchestration.context import AgentContext
+from agent_events.agent_runtime.orchestration.executor import AgentExecutor
+from agent_events.agent_runtime.orchestration.llm import EchoLLMClient, LLMClient
+from agent_events.agent_runtime.orchestration.middleware import (
     FailedMiddleware,
     Middleware,
     MiddlewareFunc,
     MiddlewarePipeline,
     middleware_name,
 )
-from agent_runtime.orchestration.publishing import EventPublisher, ExecutionEvents
-from agent_runtime.orchestration.result import ExecutionResult, FailedStage
-from agent_runtime.orchestration.sessions import Checkpoint, ExpiryReason, Session, SessionManager
+from agent_events.agent_runtime.orchestration.publishing import EventPublisher, ExecutionEvents
+from agent_events.agent_runtime.orchestration.result import ExecutionResult, FailedStage
+from agent_events.agent_runtime.orchestration.sessions import (
+    Checkpoint,
+    ExpiryReason,
+    Session,
+    SessionManager,
+)
 
 __all__ = [
     "AgentConfig",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent_runtime.errors import ConfigError
+from agent_events.agent_runtime.errors import ConfigError
 
 __all__ = ["AgentConfig"]
 

@@ -13,14 +13,18 @@ from collections.abc import Sequence
 
 from pydantic import JsonValue
 
-from agent_runtime.errors import ConfigError
-from agent_runtime.events import EventType
-from agent_runtime.orchestration.config import AgentConfig
-from agent_runtime.orchestration.context import AgentContext
-from agent_runtime.orchestration.llm import EchoLLMClient, LLMClient
-from agent_runtime.orchestration.middleware import MiddlewareFunc, MiddlewarePipeline
-from agent_runtime.orchestration.publishing import EventPublisher, ExecutionEvents, describe_error
-from agent_runtime.orchestration.result import ExecutionResult, FailedStage
+from agent_events.agent_runtime.errors import ConfigError
+from agent_events.agent_runtime.events import EventType
+from agent_events.agent_runtime.orchestration.config import AgentConfig
+from agent_events.agent_runtime.orchestration.context import AgentContext
+from agent_events.agent_runtime.orchestration.llm import EchoLLMClient, LLMClient
+from agent_events.agent_runtime.orchestration.middleware import MiddlewareFunc, MiddlewarePipeline
+from agent_events.agent_runtime.orchestration.publishing import (
+    EventPublisher,
+    ExecutionEvents,
+    describe_error,
+)
+from agent_events.agent_runtime.orchestration.result import ExecutionResult, FailedStage
 
 __all__ = ["AgentConfig", "AgentContext", "AgentExecutor", "ExecutionResult"]
 

@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias, runtime_checkable
 
-from agent_runtime.errors import ConfigError
-from agent_runtime.event_bus import handler_name
-from agent_runtime.orchestration.context import AgentContext
+from agent_events.agent_runtime.errors import ConfigError
+from agent_events.agent_runtime.event_bus import handler_name
+from agent_events.agent_runtime.orchestration.context import AgentContext
 
 __all__ = [
     "FailedMiddleware",

@@ -13,9 +13,9 @@ from uuid import uuid4
 
 from pydantic import JsonValue, ValidationError
 
-from agent_runtime.errors import InvalidEventError
-from agent_runtime.events import EventType, SystemEvent
-from agent_runtime.orchestration.context import AgentContext
+from agent_events.agent_runtime.errors import InvalidEventError
+from agent_events.agent_runtime.events import EventType, SystemEvent
+from agent_events.agent_runtime.orchestration.context import AgentContext
 
 __all__ = ["EventPublisher", "ExecutionEvents", "describe_error"]
 

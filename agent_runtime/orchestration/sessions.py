@@ -19,9 +19,9 @@ from uuid import uuid4
 
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
-from agent_runtime.errors import ConfigError, SessionNotFound
-from agent_runtime.events import EventType, SystemEvent
-from agent_runtime.orchestration.publishing import EventPublisher
+from agent_events.agent_runtime.errors import ConfigError, SessionNotFound
+from agent_events.agent_runtime.events import EventType, SystemEvent
+from agent_events.agent_runtime.orchestration.publishing import EventPublisher
 
 __all__ = ["Checkpoint", "ExpiryReason", "Session", "SessionManager"]
 

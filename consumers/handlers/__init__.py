@@ -6,45 +6,61 @@ consumer service (which retries and dead-letters a record when its handler
 raises). Nothing here imports Kafka, and every handler keeps bounded memory.
 """
 
-from consumers.handlers.aggregator import (
+from agent_events.consumers.handlers.aggregator import (
     ALERT_KIND,
     AggregationAlert,
     EventAggregator,
     ThresholdCallback,
 )
-from consumers.handlers.alerting import (
+from agent_events.consumers.handlers.alerting import (
     Alert,
     AlertingHandler,
     AlertSink,
     CollectingAlertSink,
     LoggingAlertSink,
 )
-from consumers.handlers.batch import BatchErrorCallback, BatchEventHandler, BatchProcessor
-from consumers.handlers.concurrency import BackgroundHandler, ConcurrencyLimitedHandler
-from consumers.handlers.duration_stats import (
+from agent_events.consumers.handlers.batch import (
+    BatchErrorCallback,
+    BatchEventHandler,
+    BatchProcessor,
+)
+from agent_events.consumers.handlers.concurrency import BackgroundHandler, ConcurrencyLimitedHandler
+from agent_events.consumers.handlers.duration_stats import (
     DEFAULT_RESERVOIR_SIZE,
     DurationStats,
     DurationSummary,
 )
-from consumers.handlers.event_logging import LoggingHandler
-from consumers.handlers.event_sourcing import (
+from agent_events.consumers.handlers.event_logging import LoggingHandler
+from agent_events.consumers.handlers.event_sourcing import (
     EventSourcingHandler,
     Projector,
     SessionProjection,
     SessionState,
 )
-from consumers.handlers.event_store import EventStore, InMemoryEventStore, SQLiteEventStore
-from consumers.handlers.filtered import Condition, FilteredHandler
-from consumers.handlers.idempotency import IdempotentHandler, SeenEvents
-from consumers.handlers.isolation import ErrorIsolatedHandler, safe_handler
-from consumers.handlers.metrics import MetricsCollector
-from consumers.handlers.postgres_store import PostgresEventStore
-from consumers.handlers.priority import Priority, PriorityEventBus
-from consumers.handlers.retry import RetryHandler
-from consumers.handlers.router import EventRouter
-from consumers.handlers.statistics import OTHER_TYPES, EventStatistics, StatisticsSummary
-from consumers.handlers.tracer import EventTracer, TraceError, TraceRecord
-from consumers.handlers.transformer import EventTransformer, Transform, stamp_processing_metadata
+from agent_events.consumers.handlers.event_store import (
+    EventStore,
+    InMemoryEventStore,
+    SQLiteEventStore,
+)
+from agent_events.consumers.handlers.filtered import Condition, FilteredHandler
+from agent_events.consumers.handlers.idempotency import IdempotentHandler, SeenEvents
+from agent_events.consumers.handlers.isolation import ErrorIsolatedHandler, safe_handler
+from agent_events.consumers.handlers.metrics import MetricsCollector
+from agent_events.consumers.handlers.postgres_store import PostgresEventStore
+from agent_events.consumers.handlers.priority import Priority, PriorityEventBus
+from agent_events.consumers.handlers.retry import RetryHandler
+from agent_events.consumers.handlers.router import EventRouter
+from agent_events.consumers.handlers.statistics import (
+    OTHER_TYPES,
+    EventStatistics,
+    StatisticsSummary,
+)
+from agent_events.consumers.handlers.tracer import EventTracer, TraceError, TraceRecord
+from agent_events.consumers.handlers.transformer import (
+    EventTransformer,
+    Transform,
+    stamp_processing_metadata,
+)
 
 __all__ = [
     "ALERT_KIND",

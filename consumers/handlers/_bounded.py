@@ -6,7 +6,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from agent_runtime.errors import ConfigError
+from agent_events.agent_runtime.errors import ConfigError
 
 __all__ = ["LRUMap", "require_positive_int"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import inspect
 
-from agent_runtime.event_bus import Handler
-from agent_runtime.events import SystemEvent
+from agent_events.agent_runtime.event_bus import Handler
+from agent_events.agent_runtime.events import SystemEvent
 
 __all__ = ["call_handler"]
 

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, TypeAlias
 
-from agent_runtime.errors import ConfigError
-from agent_runtime.event_bus import EventBus, type_label
-from agent_runtime.events import EventType, EventTypeLike, SystemEvent
-from consumers.handlers._bounded import LRUMap, require_positive_int
+from agent_events.agent_runtime.errors import ConfigError
+from agent_events.agent_runtime.event_bus import EventBus, type_label
+from agent_events.agent_runtime.events import EventType, EventTypeLike, SystemEvent
+from agent_events.consumers.handlers._bounded import LRUMap, require_positive_int
 
 __all__ = ["ALERT_KIND", "AggregationAlert", "EventAggregator", "ThresholdCallback"]
 

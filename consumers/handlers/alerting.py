@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-from agent_runtime.errors import ConfigError
-from agent_runtime.events import EventType, SystemEvent
-from consumers.handlers._bounded import require_positive_int
+from agent_events.agent_runtime.errors import ConfigError
+from agent_events.agent_runtime.events import EventType, SystemEvent
+from agent_events.consumers.handlers._bounded import require_positive_int
 
 __all__ = [
     "Alert",

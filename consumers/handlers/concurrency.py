@@ -23,11 +23,11 @@ from collections import deque
 from types import TracebackType
 from typing import Self
 
-from agent_runtime.errors import BusClosed
-from agent_runtime.event_bus import Handler, handler_name
-from agent_runtime.events import SystemEvent
-from consumers.handlers._bounded import require_positive_int
-from consumers.handlers._calling import call_handler
+from agent_events.agent_runtime.errors import BusClosed
+from agent_events.agent_runtime.event_bus import Handler, handler_name
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.consumers.handlers._bounded import require_positive_int
+from agent_events.consumers.handlers._calling import call_handler
 
 __all__ = ["BackgroundHandler", "ConcurrencyLimitedHandler"]
 

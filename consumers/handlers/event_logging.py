@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from agent_runtime.event_bus import type_label
-from agent_runtime.events import EventType, SystemEvent
+from agent_events.agent_runtime.event_bus import type_label
+from agent_events.agent_runtime.events import EventType, SystemEvent
 
 __all__ = ["LoggingHandler"]
 

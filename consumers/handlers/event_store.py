@@ -15,10 +15,10 @@ from uuid import UUID
 
 import aiosqlite
 
-from agent_runtime.errors import AgentEventsError, ConfigError
-from agent_runtime.event_bus import type_label
-from agent_runtime.events import SystemEvent
-from consumers.handlers._bounded import require_positive_int
+from agent_events.agent_runtime.errors import AgentEventsError, ConfigError
+from agent_events.agent_runtime.event_bus import type_label
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.consumers.handlers._bounded import require_positive_int
 
 __all__ = ["EventStore", "InMemoryEventStore", "SQLiteEventStore"]
 

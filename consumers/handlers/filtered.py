@@ -6,9 +6,9 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import TypeAlias
 
-from agent_runtime.event_bus import Handler
-from agent_runtime.events import SystemEvent
-from consumers.handlers._calling import call_handler
+from agent_events.agent_runtime.event_bus import Handler
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.consumers.handlers._calling import call_handler
 
 __all__ = ["Condition", "FilteredHandler"]
 

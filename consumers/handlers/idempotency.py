@@ -18,10 +18,10 @@ import asyncio
 from collections import OrderedDict
 from uuid import UUID
 
-from agent_runtime.event_bus import Handler
-from agent_runtime.events import SystemEvent
-from consumers.handlers._bounded import require_positive_int
-from consumers.handlers._calling import call_handler
+from agent_events.agent_runtime.event_bus import Handler
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.consumers.handlers._bounded import require_positive_int
+from agent_events.consumers.handlers._calling import call_handler
 
 __all__ = ["IdempotentHandler", "SeenEvents"]
 

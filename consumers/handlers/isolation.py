@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 
-from agent_runtime.event_bus import Handler, handler_name, type_label
-from agent_runtime.events import SystemEvent
-from consumers.handlers._calling import call_handler
+from agent_events.agent_runtime.event_bus import Handler, handler_name, type_label
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.consumers.handlers._calling import call_handler
 
 __all__ = ["ErrorIsolatedHandler", "safe_handler"]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from agent_runtime.events import EventType, EventTypeLike, SystemEvent
-from consumers.handlers._bounded import LRUMap, require_positive_int
-from consumers.handlers.duration_stats import (
+from agent_events.agent_runtime.events import EventType, EventTypeLike, SystemEvent
+from agent_events.consumers.handlers._bounded import LRUMap, require_positive_int
+from agent_events.consumers.handlers.duration_stats import (
     DEFAULT_RESERVOIR_SIZE,
     DurationStats,
     DurationSummary,

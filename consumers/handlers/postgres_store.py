@@ -15,10 +15,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
-from agent_runtime.errors import AgentEventsError, ConfigError, SinkError
-from agent_runtime.event_bus import type_label
-from agent_runtime.events import SystemEvent
-from agent_runtime.resource import AsyncResource
+from agent_events.agent_runtime.errors import AgentEventsError, ConfigError, SinkError
+from agent_events.agent_runtime.event_bus import type_label
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.agent_runtime.resource import AsyncResource
 
 __all__ = ["PostgresEventStore"]
 

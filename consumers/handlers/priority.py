@@ -13,9 +13,9 @@ import itertools
 import threading
 from enum import Enum
 
-from agent_runtime.errors import BusClosed, InvalidEventError, QueueFull
-from agent_runtime.event_bus import DEFAULT_HANDLER_TIMEOUT, EventBus
-from agent_runtime.events import EventType, SystemEvent
+from agent_events.agent_runtime.errors import BusClosed, InvalidEventError, QueueFull
+from agent_events.agent_runtime.event_bus import DEFAULT_HANDLER_TIMEOUT, EventBus
+from agent_events.agent_runtime.events import EventType, SystemEvent
 
 __all__ = ["Priority", "PriorityEventBus"]
 

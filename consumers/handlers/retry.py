@@ -13,11 +13,11 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from agent_runtime.errors import ConfigError
-from agent_runtime.event_bus import Handler, handler_name
-from agent_runtime.events import SystemEvent
-from consumers.handlers._bounded import require_positive_int
-from consumers.handlers._calling import call_handler
+from agent_events.agent_runtime.errors import ConfigError
+from agent_events.agent_runtime.event_bus import Handler, handler_name
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.consumers.handlers._bounded import require_positive_int
+from agent_events.consumers.handlers._calling import call_handler
 
 __all__ = ["RetryHandler"]
 

@@ -12,10 +12,15 @@ from collections.abc import Callable
 from enum import Enum
 from typing import TypeVar
 
-from agent_runtime.errors import SubscriptionError
-from agent_runtime.event_bus import Handler, handler_name, type_label
-from agent_runtime.events import EventType, EventTypeLike, ForeignEventType, SystemEvent
-from consumers.handlers._calling import call_handler
+from agent_events.agent_runtime.errors import SubscriptionError
+from agent_events.agent_runtime.event_bus import Handler, handler_name, type_label
+from agent_events.agent_runtime.events import (
+    EventType,
+    EventTypeLike,
+    ForeignEventType,
+    SystemEvent,
+)
+from agent_events.consumers.handlers._calling import call_handler
 
 __all__ = ["EventRouter"]
 

@@ -11,9 +11,9 @@ from typing import TypedDict
 
 from pydantic import JsonValue
 
-from agent_runtime.event_bus import type_label
-from agent_runtime.events import EventType, SystemEvent
-from consumers.handlers._bounded import LRUMap, require_positive_int
+from agent_events.agent_runtime.event_bus import type_label
+from agent_events.agent_runtime.events import EventType, SystemEvent
+from agent_events.consumers.handlers._bounded import LRUMap, require_positive_int
 
 __all__ = ["EventTracer", "TraceError", "TraceRecord"]
 

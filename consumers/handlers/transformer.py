@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import TypeAlias
 
-from agent_runtime.errors import InvalidEventError
-from agent_runtime.event_bus import Handler
-from agent_runtime.events import SystemEvent
-from consumers.handlers._calling import call_handler
+from agent_events.agent_runtime.errors import InvalidEventError
+from agent_events.agent_runtime.event_bus import Handler
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.consumers.handlers._calling import call_handler
 
 __all__ = ["EventTransformer", "Transform", "stamp_processing_metadata"]
 

@@ -13,21 +13,27 @@ joins a consumer group, so no group's committed offsets move (``consumers.groups
 them, on request).
 """
 
-from consumers.replay.plan import (
+from agent_events.consumers.replay.plan import (
     FeatureCheck,
     PartitionRange,
     ReplayPlan,
     resolve_plan,
 )
-from consumers.replay.run import (
+from agent_events.consumers.replay.run import (
     ProgressCallback,
     ReplayProgress,
     ReplayReport,
     plan_replay,
     replay,
 )
-from consumers.replay.sinks import HandlerSink, JsonLinesSink, ReplaySink, ServiceSink, TopicSink
-from consumers.replay.spec import (
+from agent_events.consumers.replay.sinks import (
+    HandlerSink,
+    JsonLinesSink,
+    ReplaySink,
+    ServiceSink,
+    TopicSink,
+)
+from agent_events.consumers.replay.spec import (
     FromBeginning,
     FromOffsets,
     FromShift,

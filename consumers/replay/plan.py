@@ -25,8 +25,8 @@ from typing import Protocol
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from agent_runtime.errors import ConfigError
-from consumers.replay.spec import (
+from agent_events.agent_runtime.errors import ConfigError
+from agent_events.consumers.replay.spec import (
     FromBeginning,
     FromOffsets,
     FromShift,
@@ -36,8 +36,8 @@ from consumers.replay.spec import (
     UntilTime,
     epoch_ms,
 )
-from consumers.scan import log_end_offsets, topic_partitions
-from producers.partitioner import partition_for_key
+from agent_events.consumers.scan import log_end_offsets, topic_partitions
+from agent_events.producers.partitioner import partition_for_key
 
 __all__ = ["FeatureCheck", "PartitionRange", "ReplayPlan", "resolve_plan"]
 

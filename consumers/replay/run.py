@@ -25,16 +25,16 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from agent_runtime.errors import ConfigError, DecodeError
-from agent_runtime.event_bus import type_label
-from agent_runtime.events import SystemEvent
-from consumers.replay.plan import FeatureCheck, ReplayPlan, resolve_plan
-from consumers.replay.sinks import ReplaySink
-from consumers.replay.spec import ReplaySpec
-from consumers.scan import scan_topic, standalone_consumer
-from producers.config import KafkaConnectionConfig
-from producers.headers import EVENT_TYPE_HEADER
-from schemas.codec import EventCodec
+from agent_events.agent_runtime.errors import ConfigError, DecodeError
+from agent_events.agent_runtime.event_bus import type_label
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.consumers.replay.plan import FeatureCheck, ReplayPlan, resolve_plan
+from agent_events.consumers.replay.sinks import ReplaySink
+from agent_events.consumers.replay.spec import ReplaySpec
+from agent_events.consumers.scan import scan_topic, standalone_consumer
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.producers.headers import EVENT_TYPE_HEADER
+from agent_events.schemas.codec import EventCodec
 
 __all__ = ["ProgressCallback", "ReplayProgress", "ReplayReport", "plan_replay", "replay"]
 

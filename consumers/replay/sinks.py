@@ -23,13 +23,13 @@ from typing import IO, Any, ClassVar, Self
 
 from aiokafka import AIOKafkaProducer
 
-from agent_runtime.errors import ConfigError, ProduceError
-from agent_runtime.event_bus import EventBus, Handler
-from agent_runtime.events import EventType, SystemEvent
-from consumers.runtime import HandlerSpec
-from producers.config import KafkaConnectionConfig
-from producers.connect import start_with_backoff
-from producers.partitioner import SessionKeyPartitioner
+from agent_events.agent_runtime.errors import ConfigError, ProduceError
+from agent_events.agent_runtime.event_bus import EventBus, Handler
+from agent_events.agent_runtime.events import EventType, SystemEvent
+from agent_events.consumers.runtime import HandlerSpec
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.producers.connect import start_with_backoff
+from agent_events.producers.partitioner import SessionKeyPartitioner
 
 __all__ = ["HandlerSink", "JsonLinesSink", "ReplaySink", "ServiceSink", "TopicSink"]
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from agent_runtime.errors import ConfigError
+from agent_events.agent_runtime.errors import ConfigError
 
 __all__ = [
     "FromBeginning",

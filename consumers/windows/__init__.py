@@ -19,7 +19,7 @@ a timeline picture: ``docs/WINDOWS.md``.
         await processor.run()
 """
 
-from consumers.windows.aggregations import (
+from agent_events.consumers.windows.aggregations import (
     DEFAULT_KEY_FIELDS,
     KEY_FIELDS,
     Aggregations,
@@ -31,21 +31,25 @@ from consumers.windows.aggregations import (
     is_error,
     key_function,
 )
-from consumers.windows.codec import (
+from agent_events.consumers.windows.codec import (
     WINDOW_AGGREGATE_CONTENT_TYPE,
     WINDOW_AGGREGATE_SCHEMA,
     WindowAggregate,
     WindowAggregateCodec,
 )
-from consumers.windows.commit import AtLeastOnceCommitter, Committer, TransactionalCommitter
-from consumers.windows.config import (
+from agent_events.consumers.windows.commit import (
+    AtLeastOnceCommitter,
+    Committer,
+    TransactionalCommitter,
+)
+from agent_events.consumers.windows.config import (
     DEFAULT_AGGREGATES_TOPIC,
     GuaranteeSetting,
     ProcessingGuarantee,
     WindowedAggregationConfig,
     WindowSettings,
 )
-from consumers.windows.definitions import (
+from agent_events.consumers.windows.definitions import (
     HoppingWindow,
     SlidingWindow,
     TumblingWindow,
@@ -55,21 +59,31 @@ from consumers.windows.definitions import (
     parse_duration,
     parse_window,
 )
-from consumers.windows.engine import WindowEngine, WindowResult
-from consumers.windows.metrics import WindowMetrics, WindowMetricsCollector
-from consumers.windows.processor import WindowProcessor
-from consumers.windows.rekey import RekeyTask
-from consumers.windows.state import META_KEY, EntryKey, RestoreReport, WindowStore, restore_stores
-from consumers.windows.tasks import (
+from agent_events.consumers.windows.engine import WindowEngine, WindowResult
+from agent_events.consumers.windows.metrics import WindowMetrics, WindowMetricsCollector
+from agent_events.consumers.windows.processor import WindowProcessor
+from agent_events.consumers.windows.rekey import RekeyTask
+from agent_events.consumers.windows.state import (
+    META_KEY,
+    EntryKey,
+    RestoreReport,
+    WindowStore,
+    restore_stores,
+)
+from agent_events.consumers.windows.tasks import (
     LATE_HEADER_PREFIX,
     AggregateTask,
     Outgoing,
     PartitionTask,
     TaskCounters,
 )
-from consumers.windows.topics import CHANGELOG_TOPIC_CONFIGS, TopicLayout, ensure_window_topics
-from consumers.windows.trigger import ThresholdAlert, ThresholdTrigger
-from consumers.windows.watermarks import (
+from agent_events.consumers.windows.topics import (
+    CHANGELOG_TOPIC_CONFIGS,
+    TopicLayout,
+    ensure_window_topics,
+)
+from agent_events.consumers.windows.trigger import ThresholdAlert, ThresholdTrigger
+from agent_events.consumers.windows.watermarks import (
     CONTROL_HEADER,
     WATERMARK_CONTROL,
     WATERMARK_HEADER,

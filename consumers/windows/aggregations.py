@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, TypeVar
 
-from agent_runtime.errors import ConfigError
-from agent_runtime.events import EventType, SystemEvent
-from agent_runtime.subscription import type_label
+from agent_events.agent_runtime.errors import ConfigError
+from agent_events.agent_runtime.events import EventType, SystemEvent
+from agent_events.agent_runtime.subscription import type_label
 
 __all__ = [
     "DEFAULT_KEY_FIELDS",

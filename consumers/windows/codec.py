@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from agent_runtime.errors import EncodeError
-from consumers.windows.aggregations import WindowValues
-from schemas.avro import AvroSchemaStore, SingleObjectCodec, load_schema
+from agent_events.agent_runtime.errors import EncodeError
+from agent_events.consumers.windows.aggregations import WindowValues
+from agent_events.schemas.avro import AvroSchemaStore, SingleObjectCodec, load_schema
 
 __all__ = [
     "WINDOW_AGGREGATE_CONTENT_TYPE",

@@ -39,10 +39,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from agent_runtime.errors import KafkaError, UnsupportedByBroker
-from consumers.windows.config import WindowedAggregationConfig
-from consumers.windows.tasks import PartitionTask
-from producers.connect import start_with_backoff
+from agent_events.agent_runtime.errors import KafkaError, UnsupportedByBroker
+from agent_events.consumers.windows.config import WindowedAggregationConfig
+from agent_events.consumers.windows.tasks import PartitionTask
+from agent_events.producers.connect import start_with_backoff
 
 __all__ = ["AtLeastOnceCommitter", "Committer", "TransactionalCommitter"]
 

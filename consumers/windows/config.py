@@ -13,9 +13,9 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from consumers.config import DEFAULT_DLQ_TOPIC, ConsumerConfig
-from consumers.windows.aggregations import DEFAULT_KEY_FIELDS, KEY_FIELDS
-from consumers.windows.definitions import (
+from agent_events.consumers.config import DEFAULT_DLQ_TOPIC, ConsumerConfig
+from agent_events.consumers.windows.aggregations import DEFAULT_KEY_FIELDS, KEY_FIELDS
+from agent_events.consumers.windows.definitions import (
     HoppingWindow,
     SlidingWindow,
     TumblingWindow,
@@ -23,7 +23,7 @@ from consumers.windows.definitions import (
     parse_duration,
     parse_window,
 )
-from producers.config import DEFAULT_TOPIC, KafkaConnectionConfig
+from agent_events.producers.config import DEFAULT_TOPIC, KafkaConnectionConfig
 
 __all__ = [
     "DEFAULT_AGGREGATES_TOPIC",

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar, Final, Literal, TypeAlias
 
-from agent_runtime.errors import ConfigError
+from agent_events.agent_runtime.errors import ConfigError
 
 __all__ = [
     "HoppingWindow",

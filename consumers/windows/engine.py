@@ -32,17 +32,17 @@ import heapq
 from collections import defaultdict
 from dataclasses import dataclass
 
-from agent_runtime.events import SystemEvent
-from consumers.windows.aggregations import (
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.consumers.windows.aggregations import (
     Aggregations,
     KeyFunction,
     WindowState,
     WindowValues,
     event_time_ms,
 )
-from consumers.windows.definitions import SlidingWindow, WindowDefinition
-from consumers.windows.state import EntryKey, WindowStore
-from consumers.windows.trigger import ThresholdAlert, ThresholdTrigger
+from agent_events.consumers.windows.definitions import SlidingWindow, WindowDefinition
+from agent_events.consumers.windows.state import EntryKey, WindowStore
+from agent_events.consumers.windows.trigger import ThresholdAlert, ThresholdTrigger
 
 __all__ = ["WindowEngine", "WindowResult"]
 

@@ -32,23 +32,27 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
 
-from agent_runtime.errors import KafkaError, UnsupportedByBroker
-from agent_runtime.event_bus import EventBus
-from agent_runtime.resource import AsyncResource
-from consumers.scan import standalone_consumer
-from consumers.windows.aggregations import Aggregations, Reducer, key_function
-from consumers.windows.codec import WindowAggregateCodec
-from consumers.windows.commit import AtLeastOnceCommitter, Committer, TransactionalCommitter
-from consumers.windows.config import ProcessingGuarantee, WindowedAggregationConfig
-from consumers.windows.definitions import SlidingWindow
-from consumers.windows.engine import WindowEngine
-from consumers.windows.metrics import WindowMetrics
-from consumers.windows.rekey import RekeyTask
-from consumers.windows.state import WindowStore, restore_stores
-from consumers.windows.tasks import AggregateTask, PartitionTask, TaskCounters
-from consumers.windows.topics import ensure_window_topics
-from producers.connect import start_with_backoff
-from schemas.codec import EventCodec
+from agent_events.agent_runtime.errors import KafkaError, UnsupportedByBroker
+from agent_events.agent_runtime.event_bus import EventBus
+from agent_events.agent_runtime.resource import AsyncResource
+from agent_events.consumers.scan import standalone_consumer
+from agent_events.consumers.windows.aggregations import Aggregations, Reducer, key_function
+from agent_events.consumers.windows.codec import WindowAggregateCodec
+from agent_events.consumers.windows.commit import (
+    AtLeastOnceCommitter,
+    Committer,
+    TransactionalCommitter,
+)
+from agent_events.consumers.windows.config import ProcessingGuarantee, WindowedAggregationConfig
+from agent_events.consumers.windows.definitions import SlidingWindow
+from agent_events.consumers.windows.engine import WindowEngine
+from agent_events.consumers.windows.metrics import WindowMetrics
+from agent_events.consumers.windows.rekey import RekeyTask
+from agent_events.consumers.windows.state import WindowStore, restore_stores
+from agent_events.consumers.windows.tasks import AggregateTask, PartitionTask, TaskCounters
+from agent_events.consumers.windows.topics import ensure_window_topics
+from agent_events.producers.connect import start_with_backoff
+from agent_events.schemas.codec import EventCodec
 
 __all__ = ["WindowProcessor"]
 

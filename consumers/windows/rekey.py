@@ -13,14 +13,18 @@ from typing import Any
 
 from aiokafka.structs import TopicPartition
 
-from agent_runtime.events import SystemEvent
-from consumers.windows.aggregations import KeyFunction, event_time_ms
-from consumers.windows.config import WindowedAggregationConfig
-from consumers.windows.state import SourceMark, source_record
-from consumers.windows.tasks import Outgoing, PartitionTask
-from consumers.windows.watermarks import CONTROL_HEADER, WATERMARK_CONTROL, WATERMARK_HEADER
-from producers.headers import Headers
-from schemas.codec import EventCodec
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.consumers.windows.aggregations import KeyFunction, event_time_ms
+from agent_events.consumers.windows.config import WindowedAggregationConfig
+from agent_events.consumers.windows.state import SourceMark, source_record
+from agent_events.consumers.windows.tasks import Outgoing, PartitionTask
+from agent_events.consumers.windows.watermarks import (
+    CONTROL_HEADER,
+    WATERMARK_CONTROL,
+    WATERMARK_HEADER,
+)
+from agent_events.producers.headers import Headers
+from agent_events.schemas.codec import EventCodec
 
 __all__ = ["RekeyTask"]
 

@@ -28,8 +28,8 @@ from typing import Final, NamedTuple, TypeAlias
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from agent_runtime.errors import KafkaError
-from consumers.windows.aggregations import Aggregations, WindowState
+from agent_events.agent_runtime.errors import KafkaError
+from agent_events.consumers.windows.aggregations import Aggregations, WindowState
 
 __all__ = [
     "ALERT_KEY_PREFIX",

@@ -26,22 +26,31 @@ from typing import Any, NamedTuple
 
 from aiokafka.structs import TopicPartition
 
-from agent_runtime.errors import DecodeError
-from agent_runtime.events import SystemEvent
-from consumers.dlq import DeadLetter, dead_letter_headers
-from consumers.windows.aggregations import KeyFunction
-from consumers.windows.codec import (
+from agent_events.agent_runtime.errors import DecodeError
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.consumers.dlq import DeadLetter, dead_letter_headers
+from agent_events.consumers.windows.aggregations import KeyFunction
+from agent_events.consumers.windows.codec import (
     WINDOW_AGGREGATE_CONTENT_TYPE,
     WindowAggregate,
     WindowAggregateCodec,
 )
-from consumers.windows.config import WindowedAggregationConfig
-from consumers.windows.engine import WindowEngine, WindowResult
-from consumers.windows.state import SourceMark
-from consumers.windows.trigger import ThresholdAlert
-from consumers.windows.watermarks import WATERMARK_HEADER, effective_watermark, is_control
-from producers.headers import CONTENT_TYPE_HEADER, EVENT_TYPE_HEADER, Headers, header_value
-from schemas.codec import CONTENT_TYPE, EventCodec
+from agent_events.consumers.windows.config import WindowedAggregationConfig
+from agent_events.consumers.windows.engine import WindowEngine, WindowResult
+from agent_events.consumers.windows.state import SourceMark
+from agent_events.consumers.windows.trigger import ThresholdAlert
+from agent_events.consumers.windows.watermarks import (
+    WATERMARK_HEADER,
+    effective_watermark,
+    is_control,
+)
+from agent_events.producers.headers import (
+    CONTENT_TYPE_HEADER,
+    EVENT_TYPE_HEADER,
+    Headers,
+    header_value,
+)
+from agent_events.schemas.codec import CONTENT_TYPE, EventCodec
 
 __all__ = [
     "LATE_HEADER_PREFIX",

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
 
-from agent_runtime.errors import ConfigError
-from consumers.scan import topic_partitions
-from consumers.windows.config import WindowedAggregationConfig
-from producers.topics import TopicSpec, ensure_topics
+from agent_events.agent_runtime.errors import ConfigError
+from agent_events.consumers.scan import topic_partitions
+from agent_events.consumers.windows.config import WindowedAggregationConfig
+from agent_events.producers.topics import TopicSpec, ensure_topics
 
 __all__ = ["CHANGELOG_TOPIC_CONFIGS", "TopicLayout", "ensure_window_topics"]
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from agent_runtime.events import EventType, SystemEvent
-from agent_runtime.subscription import type_label
-from consumers.handlers.aggregator import ALERT_KIND
-from consumers.windows.state import WindowStore
+from agent_events.agent_runtime.events import EventType, SystemEvent
+from agent_events.agent_runtime.subscription import type_label
+from agent_events.consumers.handlers.aggregator import ALERT_KIND
+from agent_events.consumers.windows.state import WindowStore
 
 __all__ = ["ThresholdAlert", "ThresholdTrigger"]
 

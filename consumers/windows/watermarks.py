@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from consumers.windows.state import SourceMark
-from producers.headers import header_value
+from agent_events.consumers.windows.state import SourceMark
+from agent_events.producers.headers import header_value
 
 __all__ = [
     "CONTROL_HEADER",

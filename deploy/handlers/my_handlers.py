@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from agent_runtime.events import EventType, SystemEvent
+from agent_events.agent_runtime.events import EventType, SystemEvent
 
 logger = logging.getLogger("my_handlers")
 

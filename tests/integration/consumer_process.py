@@ -16,8 +16,8 @@ import signal
 import sys
 from typing import TextIO
 
-from agent_runtime.events import SystemEvent
-from consumers import ConsumerService
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.consumers import ConsumerService
 
 
 async def main(out: TextIO) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_runtime.event_bus import SystemEvent
-from producers import KafkaEventProducer
+from agent_events.agent_runtime.event_bus import SystemEvent
+from agent_events.producers import KafkaEventProducer
 
 __all__ = ["produce"]
 

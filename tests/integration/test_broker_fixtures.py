@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from agent_events.agent_runtime.errors import UnsupportedByBroker
 from agent_events.broker import FEATURES, BrokerCapabilities, RunningBroker, require
 from agent_events.broker.pytest_fixtures import NewTopic
-from agent_runtime.errors import UnsupportedByBroker
 
 
 async def test_broker_serves_produce_and_consume(

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from agent_events.agent_runtime.errors import BrokerSetupError
 from agent_events.broker import KafkaCluster, create_topic
-from agent_runtime.errors import BrokerSetupError
 
 pytestmark = pytest.mark.slow
 

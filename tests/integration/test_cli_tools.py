@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from agent_events.agent_runtime.events import EventType, SystemEvent
 from agent_events.broker import RunningBroker
 from agent_events.cli import main
-from agent_runtime.events import EventType, SystemEvent
-from consumers.dlq import DeadLetter, DeadLetterPublisher
-from producers.config import KafkaConnectionConfig
-from producers.headers import PRODUCER_ID_HEADER, SEQUENCE_HEADER
-from schemas.codec import encode_event
+from agent_events.consumers.dlq import DeadLetter, DeadLetterPublisher
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.producers.headers import PRODUCER_ID_HEADER, SEQUENCE_HEADER
+from agent_events.schemas.codec import encode_event
 
 NewTopicFactory = Callable[..., Coroutine[Any, Any, str]]
 

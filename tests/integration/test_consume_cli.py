@@ -24,9 +24,9 @@ import pytest
 from kafka_support import produce
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent_events.agent_runtime.events import EventType, SystemEvent
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
 from agent_events.services import SERVICES
-from agent_runtime.events import EventType, SystemEvent
 
 DEADLINE_S = 90.0
 CLI = [sys.executable, "-c", "import sys; from agent_events.cli import main; sys.exit(main())"]

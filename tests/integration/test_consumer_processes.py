@@ -20,9 +20,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka_support import produce
 
+from agent_events.agent_runtime.event_bus import EventType, SystemEvent
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
-from agent_runtime.event_bus import EventType, SystemEvent
-from producers import partition_for_key
+from agent_events.producers import partition_for_key
 
 pytestmark = [
     pytest.mark.broker_kinds("kafka"),  # Tansu takes 5-8 s per rebalance; these tests do many
@@ -125,7 +125,7 @@ async def offsets_of(
     )
     await consumer.start()
     found: dict[tuple[str, int], tuple[int, int]] = {}
-    from schemas.codec import decode_event
+    from agent_events.schemas.codec import decode_event
 
     try:
         while len(found) < count:

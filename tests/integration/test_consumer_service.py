@@ -11,17 +11,17 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka_support import produce
 
+from agent_events.agent_runtime.event_bus import EventType, SystemEvent
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
-from agent_runtime.event_bus import EventType, SystemEvent
-from consumers import (
+from agent_events.consumers import (
     ConsumerService,
     DeadLetterFilter,
     error_headers_of,
     read_dead_letters,
     redrive,
 )
-from producers.config import KafkaConnectionConfig
-from schemas.codec import encode_event
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.schemas.codec import encode_event
 
 
 def session_event(session: str, i: int) -> SystemEvent:

@@ -12,10 +12,10 @@ from collections import Counter
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from agent_events.agent_runtime.event_bus import EventType, SystemEvent
 from agent_events.broker import KafkaCluster, create_topic
-from agent_runtime.event_bus import EventType, SystemEvent
-from producers import KafkaEventProducer
-from schemas.codec import decode_event
+from agent_events.producers import KafkaEventProducer
+from agent_events.schemas.codec import decode_event
 
 pytestmark = pytest.mark.slow
 

@@ -11,13 +11,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka_support import produce
 
+from agent_events.agent_runtime.event_bus import EventType, SystemEvent
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
 from agent_events.cli import main as cli_main
-from agent_runtime.event_bus import EventType, SystemEvent
-from consumers import ConsumerService
-from consumers.groups import describe_group
-from producers.config import KafkaConnectionConfig
-from producers.partitioner import partition_for_key
+from agent_events.consumers import ConsumerService
+from agent_events.consumers.groups import describe_group
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.producers.partitioner import partition_for_key
 
 
 def numbered(partition_key: str, i: int) -> SystemEvent:

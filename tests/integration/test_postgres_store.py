@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
+from agent_events.agent_runtime.errors import ConfigError, SinkError
+from agent_events.agent_runtime.events import EventType, SystemEvent
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
-from agent_runtime.errors import ConfigError, SinkError
-from agent_runtime.events import EventType, SystemEvent
-from consumers.handlers import PostgresEventStore
+from agent_events.consumers.handlers import PostgresEventStore
 
 pytestmark = pytest.mark.postgres
 

@@ -9,11 +9,15 @@ from collections import defaultdict
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from agent_events.agent_runtime.errors import BrokerUnavailable, EncodeError, RecordTooLarge
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.agent_runtime.orchestration.executor import (
+    AgentConfig,
+    AgentContext,
+    AgentExecutor,
+)
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
-from agent_runtime.errors import BrokerUnavailable, EncodeError, RecordTooLarge
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from agent_runtime.orchestration.executor import AgentConfig, AgentContext, AgentExecutor
-from producers import (
+from agent_events.producers import (
     CONTENT_TYPE_HEADER,
     EVENT_TYPE_HEADER,
     SEQUENCE_HEADER,
@@ -21,7 +25,7 @@ from producers import (
     header_value,
     partition_for_key,
 )
-from schemas.codec import CONTENT_TYPE, decode_event
+from agent_events.schemas.codec import CONTENT_TYPE, decode_event
 
 
 async def read_all(bootstrap: str, topic: str, expected: int) -> list:  # type: ignore[type-arg]
@@ -162,7 +166,7 @@ async def test_broker_without_idempotence_is_announced_once_and_production_goes_
     broker: RunningBroker, new_topic: NewTopic, caplog: pytest.LogCaptureFixture
 ) -> None:
     topic = await new_topic(partitions=1)
-    with caplog.at_level(logging.WARNING, logger="producers.producer"):
+    with caplog.at_level(logging.WARNING, logger="agent_events.producers.producer"):
         async with KafkaEventProducer(
             bootstrap_servers=broker.bootstrap_servers, topic=topic
         ) as producer:

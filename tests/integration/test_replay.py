@@ -13,13 +13,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka_support import produce
 
+from agent_events.agent_runtime.event_bus import EventType, SystemEvent
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
 from agent_events.cli import main as cli_main
-from agent_runtime.event_bus import EventType, SystemEvent
-from consumers import ConsumerService
-from consumers.groups import describe_group
-from consumers.handlers import EventSourcingHandler, SQLiteEventStore
-from consumers.replay import (
+from agent_events.consumers import ConsumerService
+from agent_events.consumers.groups import describe_group
+from agent_events.consumers.handlers import EventSourcingHandler, SQLiteEventStore
+from agent_events.consumers.replay import (
     FromOffsets,
     FromShift,
     FromTime,
@@ -31,9 +31,9 @@ from consumers.replay import (
     plan_replay,
     replay,
 )
-from producers.config import KafkaConnectionConfig
-from producers.partitioner import partition_for_key
-from schemas.codec import encode_event
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.producers.partitioner import partition_for_key
+from agent_events.schemas.codec import encode_event
 
 SESSIONS = 12
 PER_SESSION = 10

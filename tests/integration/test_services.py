@@ -23,11 +23,11 @@ from kafka_support import produce
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent_events.agent_runtime.errors import SinkError
+from agent_events.agent_runtime.events import EventType, SystemEvent
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
 from agent_events.services import ServiceHost, WebhookAlertSink, build_service, load_trace
 from agent_events.settings import AgentEventsSettings, load_settings
-from agent_runtime.errors import SinkError
-from agent_runtime.events import EventType, SystemEvent
 
 DEADLINE_S = 60.0
 
@@ -390,7 +390,7 @@ async def test_store_service_keeps_one_row_per_event_under_redelivery_and_replay
 # -- router ---------------------------------------------------------------------------------
 
 USER_MODULE = """
-from agent_runtime.events import EventType
+from agent_events.agent_runtime.events import EventType
 
 seen = []
 errors = []

@@ -25,13 +25,13 @@ from window_helpers import (
     wait_until,
 )
 
+from agent_events.agent_runtime.errors import UnsupportedByBroker
+from agent_events.agent_runtime.event_bus import EventBus
+from agent_events.agent_runtime.events import EventType, SystemEvent
 from agent_events.broker.capabilities import BrokerCapabilities
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
-from agent_runtime.errors import UnsupportedByBroker
-from agent_runtime.event_bus import EventBus
-from agent_runtime.events import EventType, SystemEvent
-from consumers.handlers.aggregator import ALERT_KIND
-from consumers.windows import LATE_HEADER_PREFIX, HoppingWindow, WindowProcessor
+from agent_events.consumers.handlers.aggregator import ALERT_KIND
+from agent_events.consumers.windows import LATE_HEADER_PREFIX, HoppingWindow, WindowProcessor
 
 pytestmark = pytest.mark.timeout(120)
 

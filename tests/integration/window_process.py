@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Any
 
-from consumers.windows import WindowProcessor
+from agent_events.consumers.windows import WindowProcessor
 
 
 async def main() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from agent_events.agent_runtime.errors import ConfigError, UnsupportedByBroker
 from agent_events.broker import FEATURES, BrokerCapabilities, require
-from agent_runtime.errors import ConfigError, UnsupportedByBroker
 
 
 def _caps(**missing: str) -> BrokerCapabilities:

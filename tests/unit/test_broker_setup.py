@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_events.agent_runtime.errors import ToolMissing
 from agent_events.broker import KafkaCluster, ensure_kafka_libs
 from agent_events.broker._process import log_tail
 from agent_events.broker.kafka_config import (
@@ -19,7 +20,6 @@ from agent_events.broker.kafka_config import (
 from agent_events.broker.kafka_libs import render_pom
 from agent_events.broker.selection import docker_engine_answers
 from agent_events.broker.tools import find_java, find_maven
-from agent_runtime.errors import ToolMissing
 
 
 def _props(text: str) -> dict[str, str]:

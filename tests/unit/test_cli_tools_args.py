@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import typer
 
+from agent_events.agent_runtime.errors import ConfigError
+from agent_events.agent_runtime.events import EventType, SystemEvent
 from agent_events.cli import main
 from agent_events.cli._reader import OffsetSpec, parse_offset
 from agent_events.cli.produce import parse_event_line
 from agent_events.cli.verify_order import OrderChecker
+from agent_events.producers.headers import PRODUCER_ID_HEADER, SEQUENCE_HEADER
 from agent_events.services.tracing import TraceStore
-from agent_runtime.errors import ConfigError
-from agent_runtime.events import EventType, SystemEvent
-from producers.headers import PRODUCER_ID_HEADER, SEQUENCE_HEADER
 
 COMMANDS = [
     ["topics"],

@@ -13,10 +13,20 @@ from uuid import UUID
 import fastavro.schema
 import pytest
 
-import schemas
-from agent_runtime.errors import DecodeError, EncodeError, MalformedEventError, UnknownSchemaError
-from agent_runtime.events import EventType, ForeignEventType, SystemEvent, register_event_types
-from schemas import (
+from agent_events import schemas
+from agent_events.agent_runtime.errors import (
+    DecodeError,
+    EncodeError,
+    MalformedEventError,
+    UnknownSchemaError,
+)
+from agent_events.agent_runtime.events import (
+    EventType,
+    ForeignEventType,
+    SystemEvent,
+    register_event_types,
+)
+from agent_events.schemas import (
     CONTENT_TYPE,
     SINGLE_OBJECT_MAGIC,
     SYSTEM_EVENT_FINGERPRINT,
@@ -144,7 +154,7 @@ def test_body_is_plain_avro_binary_readable_without_our_code() -> None:
 
 
 def test_schema_ships_as_package_data() -> None:
-    text = resources.files("schemas").joinpath("system_event.avsc").read_text("utf-8")
+    text = resources.files("agent_events.schemas").joinpath("system_event.avsc").read_text("utf-8")
     assert json.loads(text) == SYSTEM_EVENT_SCHEMA
 
 

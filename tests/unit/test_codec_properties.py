@@ -9,9 +9,14 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_runtime.errors import DecodeError
-from agent_runtime.events import EventType, ForeignEventType, SystemEvent, register_event_types
-from schemas import (
+from agent_events.agent_runtime.errors import DecodeError
+from agent_events.agent_runtime.events import (
+    EventType,
+    ForeignEventType,
+    SystemEvent,
+    register_event_types,
+)
+from agent_events.schemas import (
     SINGLE_OBJECT_MAGIC,
     SYSTEM_EVENT_FINGERPRINT,
     decode_event,

@@ -10,10 +10,10 @@ import pytest
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
-from agent_runtime.errors import HandlerTimeout, UnknownSchemaError
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from consumers.config import ConsumerConfig
-from consumers.dlq import (
+from agent_events.agent_runtime.errors import HandlerTimeout, UnknownSchemaError
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.consumers.config import ConsumerConfig
+from agent_events.consumers.dlq import (
     ERROR_HEADER_PREFIX,
     REDRIVE_FOR_GROUP_HEADER,
     DeadLetter,
@@ -21,13 +21,13 @@ from consumers.dlq import (
     error_headers_of,
     redrive_headers,
 )
-from consumers.offsets import OffsetTracker
-from consumers.processing import RecordProcessor
-from consumers.worker import PartitionWorker
-from producers.config import ProducerConfig
-from producers.headers import SessionSequencer, header_value
-from producers.partitioner import SessionKeyPartitioner, partition_for_key
-from schemas.codec import encode_event
+from agent_events.consumers.offsets import OffsetTracker
+from agent_events.consumers.processing import RecordProcessor
+from agent_events.consumers.worker import PartitionWorker
+from agent_events.producers.config import ProducerConfig
+from agent_events.producers.headers import SessionSequencer, header_value
+from agent_events.producers.partitioner import SessionKeyPartitioner, partition_for_key
+from agent_events.schemas.codec import encode_event
 
 # --------------------------------------------------------------------------- offsets
 

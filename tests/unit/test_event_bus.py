@@ -8,7 +8,7 @@ from enum import Enum
 
 import pytest
 
-from agent_runtime.errors import (
+from agent_events.agent_runtime.errors import (
     BusClosed,
     ConfigError,
     HandlerTimeout,
@@ -16,7 +16,7 @@ from agent_runtime.errors import (
     QueueFull,
     SubscriptionError,
 )
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
 
 
 def make_event(i: int = 0, event_type: Enum = EventType.AGENT_STARTED) -> SystemEvent:

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from agent_runtime.errors import AgentEventsError, ConfigError
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from agent_runtime.orchestration import (
+from agent_events.agent_runtime.errors import AgentEventsError, ConfigError
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.agent_runtime.orchestration import (
     AgentConfig,
     AgentContext,
     AgentExecutor,
@@ -379,8 +379,8 @@ async def test_middleware_putting_non_json_metadata_fails_with_a_clear_error() -
 
 
 def test_orchestration_exports_every_name_in_all() -> None:
-    import agent_runtime.orchestration as orchestration
-    import agent_runtime.orchestration.executor as executor_module
+    import agent_events.agent_runtime.orchestration as orchestration
+    import agent_events.agent_runtime.orchestration.executor as executor_module
 
     assert all(hasattr(orchestration, name) for name in orchestration.__all__)
     assert {"AgentExecutor", "AgentConfig", "AgentContext", "ExecutionResult"} <= set(

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from agent_runtime.errors import ConfigError, DecodeError, UnknownSchemaError
-from agent_runtime.events import EventType, SystemEvent
-from schemas import (
+from agent_events.agent_runtime.errors import ConfigError, DecodeError, UnknownSchemaError
+from agent_events.agent_runtime.events import EventType, SystemEvent
+from agent_events.schemas import (
     SYSTEM_EVENT_FINGERPRINT,
     SYSTEM_EVENT_SCHEMA,
     AvroSchemaStore,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent_runtime.errors import ConfigError, SessionNotFound
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from agent_runtime.orchestration import SessionManager
+from agent_events.agent_runtime.errors import ConfigError, SessionNotFound
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.agent_runtime.orchestration import SessionManager
 
 
 class ListPublisher:

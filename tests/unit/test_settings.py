@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from agent_events.agent_runtime.errors import ConfigError
 from agent_events.settings import AgentEventsSettings, load_settings
-from agent_runtime.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)

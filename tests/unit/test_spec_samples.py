@@ -27,10 +27,14 @@ from typing import Any
 
 import pytest
 
-from agent_runtime.errors import SubscriptionError
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from agent_runtime.events import register_event_types
-from agent_runtime.orchestration.executor import AgentConfig, AgentContext, AgentExecutor
+from agent_events.agent_runtime.errors import SubscriptionError
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.agent_runtime.events import register_event_types
+from agent_events.agent_runtime.orchestration.executor import (
+    AgentConfig,
+    AgentContext,
+    AgentExecutor,
+)
 
 DEADLINE_S = 5.0
 
@@ -94,7 +98,7 @@ class FakeAlertService:
 
 
 def test_event_type_enum_of_the_spec_matches_the_library() -> None:
-    from agent_runtime.event_bus import EventType
+    from agent_events.agent_runtime.event_bus import EventType
 
     library = EventType
 
@@ -127,7 +131,7 @@ def test_event_type_enum_of_the_spec_matches_the_library() -> None:
 
 
 def test_system_event_sample_builds_an_event_with_every_field() -> None:
-    from agent_runtime.event_bus import SystemEvent
+    from agent_events.agent_runtime.event_bus import SystemEvent
 
     event = SystemEvent(
         event_type=EventType.AGENT_STARTED,
@@ -161,7 +165,7 @@ def test_system_event_sample_builds_an_event_with_every_field() -> None:
 
 
 async def test_create_event_bus_sample_with_and_without_options() -> None:
-    from agent_runtime.event_bus import EventBus
+    from agent_events.agent_runtime.event_bus import EventBus
 
     # 创建基本的事件总线
     event_bus = EventBus()
@@ -490,7 +494,7 @@ async def test_executor_sample_publishes_started_and_completed(event_bus: EventB
     await event_bus.subscribe(EventType.ANY, published)
     context = make_context()
 
-    from agent_runtime.orchestration.executor import AgentExecutor
+    from agent_events.agent_runtime.orchestration.executor import AgentExecutor
 
     executor = AgentExecutor(
         agent_id="my_agent",

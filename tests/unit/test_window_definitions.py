@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent_runtime.errors import ConfigError, DecodeError
-from consumers import windows
-from consumers.windows import (
+from agent_events.agent_runtime.errors import ConfigError, DecodeError
+from agent_events.consumers import windows
+from agent_events.consumers.windows import (
     HoppingWindow,
     SlidingWindow,
     TumblingWindow,

@@ -17,22 +17,22 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_runtime.events import EventType, SystemEvent
-from consumers.windows.aggregations import (
+from agent_events.agent_runtime.events import EventType, SystemEvent
+from agent_events.consumers.windows.aggregations import (
     DEFAULT_KEY_FIELDS,
     Aggregations,
     Reducer,
     WindowValues,
     key_function,
 )
-from consumers.windows.definitions import (
+from agent_events.consumers.windows.definitions import (
     HoppingWindow,
     SlidingWindow,
     TumblingWindow,
     WindowDefinition,
 )
-from consumers.windows.engine import WindowEngine
-from consumers.windows.state import WindowStore
+from agent_events.consumers.windows.engine import WindowEngine
+from agent_events.consumers.windows.state import WindowStore
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BASE_MS = 1_700_000_000_000

@@ -18,8 +18,8 @@ from aiokafka.structs import TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_runtime.events import EventType, SystemEvent
-from consumers.windows import (
+from agent_events.agent_runtime.events import EventType, SystemEvent
+from agent_events.consumers.windows import (
     AggregateTask,
     Aggregations,
     HoppingWindow,
@@ -33,9 +33,9 @@ from consumers.windows import (
     WindowStore,
     key_function,
 )
-from consumers.windows.state import SourceMark
-from consumers.windows.watermarks import effective_watermark
-from schemas.codec import EventCodec, encode_event
+from agent_events.consumers.windows.state import SourceMark
+from agent_events.consumers.windows.watermarks import effective_watermark
+from agent_events.schemas.codec import EventCodec, encode_event
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BASE = 1_700_000_000_000

@@ -6,10 +6,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent_events.cli import main
+from agent_events.consumers.windows import WindowProcessor
 from agent_events.services import SERVICES, build_service
 from agent_events.services.aggregate import AggregateService
 from agent_events.settings import load_settings
-from consumers.windows import WindowProcessor
 
 
 def test_aggregate_is_a_registered_service_that_builds_a_window_processor() -> None:

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from agent_runtime.errors import ConfigError
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from consumers.handlers import AlertingHandler, CollectingAlertSink, LoggingAlertSink
+from agent_events.agent_runtime.errors import ConfigError
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.consumers.handlers import AlertingHandler, CollectingAlertSink, LoggingAlertSink
 
 
 def error_event(message: str | None = "boom") -> SystemEvent:

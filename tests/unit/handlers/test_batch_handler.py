@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from agent_runtime.errors import ConfigError, QueueFull
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from consumers.handlers import BatchEventHandler
+from agent_events.agent_runtime.errors import ConfigError, QueueFull
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.consumers.handlers import BatchEventHandler
 
 
 def event(i: int) -> SystemEvent:

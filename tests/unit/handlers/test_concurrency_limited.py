@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from agent_runtime.errors import BusClosed
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from consumers.handlers import BackgroundHandler, ConcurrencyLimitedHandler
+from agent_events.agent_runtime.errors import BusClosed
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.consumers.handlers import BackgroundHandler, ConcurrencyLimitedHandler
 
 
 def event() -> SystemEvent:

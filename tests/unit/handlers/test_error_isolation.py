@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from agent_runtime.event_bus import EventType, SystemEvent
-from consumers.handlers import ErrorIsolatedHandler, EventRouter, safe_handler
+from agent_events.agent_runtime.event_bus import EventType, SystemEvent
+from agent_events.consumers.handlers import ErrorIsolatedHandler, EventRouter, safe_handler
 
 
 def event() -> SystemEvent:

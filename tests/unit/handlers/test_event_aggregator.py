@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent_runtime.errors import ConfigError
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from consumers.handlers import ALERT_KIND, AggregationAlert, EventAggregator
+from agent_events.agent_runtime.errors import ConfigError
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.consumers.handlers import ALERT_KIND, AggregationAlert, EventAggregator
 
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
 

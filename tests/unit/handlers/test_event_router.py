@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from agent_runtime.errors import SubscriptionError
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from consumers.handlers import EventRouter
+from agent_events.agent_runtime.errors import SubscriptionError
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.consumers.handlers import EventRouter
 
 
 def event(event_type: EventType) -> SystemEvent:

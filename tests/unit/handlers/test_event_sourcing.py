@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent_runtime.errors import AgentEventsError, ConfigError
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from consumers.handlers import (
+from agent_events.agent_runtime.errors import AgentEventsError, ConfigError
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.consumers.handlers import (
     EventSourcingHandler,
     EventStore,
     InMemoryEventStore,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from consumers.handlers import OTHER_TYPES, EventStatistics
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.consumers.handlers import OTHER_TYPES, EventStatistics
 
 
 def event(event_type: EventType, agent: str = "a", ms: int | None = None) -> SystemEvent:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from consumers.handlers import EventTracer
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.consumers.handlers import EventTracer
 
 
 def event(session: str | None, event_type: EventType = EventType.AGENT_STARTED) -> SystemEvent:

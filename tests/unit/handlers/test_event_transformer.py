@@ -7,9 +7,9 @@ from datetime import datetime
 
 import pytest
 
-from agent_runtime.errors import InvalidEventError
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from consumers.handlers import EventTransformer, stamp_processing_metadata
+from agent_events.agent_runtime.errors import InvalidEventError
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.consumers.handlers import EventTransformer, stamp_processing_metadata
 
 
 def event() -> SystemEvent:

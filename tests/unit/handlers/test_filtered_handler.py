@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from consumers.handlers import FilteredHandler
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.consumers.handlers import FilteredHandler
 
 
 def event(tier: str) -> SystemEvent:

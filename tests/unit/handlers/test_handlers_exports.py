@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-import consumers.handlers as handlers
+import agent_events.consumers.handlers as handlers
 
 
 def test_every_public_name_of_every_module_is_exported() -> None:
@@ -13,7 +13,7 @@ def test_every_public_name_of_every_module_is_exported() -> None:
     for module_info in pkgutil.iter_modules(handlers.__path__):
         if module_info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"consumers.handlers.{module_info.name}")
+        module = importlib.import_module(f"agent_events.consumers.handlers.{module_info.name}")
         missing = set(getattr(module, "__all__", ())) - exported
         assert not missing, f"{module_info.name} exports {missing} but the package does not"
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from consumers.handlers import IdempotentHandler, SeenEvents
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.consumers.handlers import IdempotentHandler, SeenEvents
 
 
 def event() -> SystemEvent:

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from consumers.handlers import LoggingHandler
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.consumers.handlers import LoggingHandler
 
 LOGGER = "test.events"
 

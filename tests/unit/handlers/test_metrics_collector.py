@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from consumers.handlers import DurationStats, MetricsCollector
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.consumers.handlers import DurationStats, MetricsCollector
 
 
 def completed(agent: str, ms: int | None) -> SystemEvent:

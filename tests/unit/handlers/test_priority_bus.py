@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent_runtime.errors import InvalidEventError, QueueFull
-from agent_runtime.event_bus import EventType, SystemEvent
-from consumers.handlers import Priority, PriorityEventBus
+from agent_events.agent_runtime.errors import InvalidEventError, QueueFull
+from agent_events.agent_runtime.event_bus import EventType, SystemEvent
+from agent_events.consumers.handlers import Priority, PriorityEventBus
 
 
 def event(name: str) -> SystemEvent:

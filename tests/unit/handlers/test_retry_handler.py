@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from agent_runtime.errors import ConfigError
-from agent_runtime.event_bus import EventBus, EventType, SystemEvent
-from consumers.handlers import RetryHandler
+from agent_events.agent_runtime.errors import ConfigError
+from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.consumers.handlers import RetryHandler
 
 
 def event() -> SystemEvent:
