@@ -1,14 +1,176 @@
-"""agent-events: the application layer (settings, the ``agent-events`` CLI, local brokers).
+"""agent-events: lifecycle events of AI agents, in-process and across a cluster on Kafka.
 
-Import the pieces from their packages (``agent_events.broker`` ...); this root module only
-carries the distribution's version.
+This module is the front door: everything a user needs is importable from here
+(``from agent_events import EventBus, SystemEvent, KafkaEventProducer, ConsumerService``).
+Anything not in ``__all__`` is private and may change between releases.
+
+Errors all derive from :class:`AgentEventsError`::
+
+    AgentEventsError
+    ├── ConfigError            a setting or argument is wrong (the CLI exits 2)
+    ├── BusError               QueueFull, BusClosed, HandlerTimeout, SubscriptionError
+    ├── CodecError             EncodeError, DecodeError (UnknownSchemaError, MalformedEventError)
+    └── KafkaError             BrokerUnavailable, ProduceError, UnsupportedByBroker
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-__all__ = ["__version__"]
+from agent_events.agent_runtime import (
+    DispatchResult,
+    EventBus,
+    EventType,
+    EventTypeLike,
+    ForeignEventType,
+    Handler,
+    HandlerOutcome,
+    MetricsSnapshot,
+    SystemEvent,
+    register_event_types,
+)
+from agent_events.agent_runtime.errors import (
+    AgentEventsError,
+    BrokerUnavailable,
+    BusClosed,
+    BusError,
+    CodecError,
+    ConfigError,
+    DecodeError,
+    EncodeError,
+    HandlerTimeout,
+    KafkaError,
+    ProduceError,
+    QueueFull,
+    SubscriptionError,
+    UnknownSchemaError,
+    UnsupportedByBroker,
+)
+from agent_events.agent_runtime.orchestration import (
+    AgentConfig,
+    AgentContext,
+    AgentExecutor,
+    ExecutionResult,
+    LLMClient,
+    Middleware,
+    SessionManager,
+)
+from agent_events.consumers import (
+    ConsumerConfig,
+    ConsumerService,
+    DeadLetterFilter,
+    HandlerSpec,
+    Ordering,
+    RedriveReport,
+    read_dead_letters,
+    redrive,
+)
+from agent_events.consumers.replay import (
+    FromBeginning,
+    FromOffsets,
+    FromShift,
+    FromTime,
+    HandlerSink,
+    JsonLinesSink,
+    ReplayReport,
+    ReplaySpec,
+    TopicSink,
+    UntilEnd,
+    UntilOffsets,
+    UntilTime,
+    plan_replay,
+    replay,
+)
+from agent_events.consumers.windows import (
+    HoppingWindow,
+    Reducer,
+    SlidingWindow,
+    TumblingWindow,
+    WindowAggregate,
+    WindowedAggregationConfig,
+    WindowProcessor,
+    parse_window,
+)
+from agent_events.producers import (
+    DeliveryResult,
+    KafkaConnectionConfig,
+    KafkaEventProducer,
+    ProducerConfig,
+)
+from agent_events.schemas import EventCodec, decode_event, encode_event
+
+__all__ = [
+    "AgentConfig",
+    "AgentContext",
+    "AgentEventsError",
+    "AgentExecutor",
+    "BrokerUnavailable",
+    "BusClosed",
+    "BusError",
+    "CodecError",
+    "ConfigError",
+    "ConsumerConfig",
+    "ConsumerService",
+    "DeadLetterFilter",
+    "DecodeError",
+    "DeliveryResult",
+    "DispatchResult",
+    "EncodeError",
+    "EventBus",
+    "EventCodec",
+    "EventType",
+    "EventTypeLike",
+    "ExecutionResult",
+    "ForeignEventType",
+    "FromBeginning",
+    "FromOffsets",
+    "FromShift",
+    "FromTime",
+    "Handler",
+    "HandlerOutcome",
+    "HandlerSink",
+    "HandlerSpec",
+    "HandlerTimeout",
+    "HoppingWindow",
+    "JsonLinesSink",
+    "KafkaConnectionConfig",
+    "KafkaError",
+    "KafkaEventProducer",
+    "LLMClient",
+    "MetricsSnapshot",
+    "Middleware",
+    "Ordering",
+    "ProduceError",
+    "ProducerConfig",
+    "QueueFull",
+    "RedriveReport",
+    "Reducer",
+    "ReplayReport",
+    "ReplaySpec",
+    "SessionManager",
+    "SlidingWindow",
+    "SubscriptionError",
+    "SystemEvent",
+    "TopicSink",
+    "TumblingWindow",
+    "UnknownSchemaError",
+    "UnsupportedByBroker",
+    "UntilEnd",
+    "UntilOffsets",
+    "UntilTime",
+    "WindowAggregate",
+    "WindowProcessor",
+    "WindowedAggregationConfig",
+    "__version__",
+    "decode_event",
+    "encode_event",
+    "parse_window",
+    "plan_replay",
+    "read_dead_letters",
+    "redrive",
+    "register_event_types",
+    "replay",
+]
 
 try:
     __version__: str = version("agent-events")
