@@ -95,5 +95,6 @@ async def test_no_acknowledged_event_is_lost_when_the_leader_then_the_controller
         f"failover: {len(acked)} acknowledged, {failed} failed, {len(lost)} lost, {duplicates} duplicates"
     )
     assert lost == set()
+    assert duplicates == 0, "the idempotent producer must not write a record twice"
     assert len(acked) + failed == sent
     assert len(acked) > 0

@@ -224,3 +224,17 @@ def test_grafana_provisions_the_datasource_the_dashboard_uses() -> None:
     path = providers["providers"][0]["options"]["path"]
     volumes = _compose()["services"]["grafana"]["volumes"]
     assert f"./deploy/grafana/dashboards:{path}:ro" in volumes
+
+
+def _seconds(duration: str) -> float:
+    match = re.fullmatch(r"(\d+)(s|m)", duration)
+    assert match, duration
+    return int(match[1]) * (60 if match[2] == "m" else 1)
+
+
+def test_every_service_gets_more_time_to_stop_than_its_drain_takes() -> None:
+    drain = load_settings().consumer.drain_timeout_s
+    for name, spec in _consumer_services().items():
+        grace = spec.get("stop_grace_period")
+        assert grace is not None, f"{name}: Docker's default 10 s kills the drain midway"
+        assert _seconds(grace) >= drain + 10, name
