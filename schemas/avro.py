@@ -144,9 +144,19 @@ class AvroSchemaStore:
         return list(self._parsed)
 
 
+def fingerprint_text(fp: bytes) -> str:
+    """``fp`` as Java's ``SchemaNormalization.parsingFingerprint64`` prints it, for messages.
+
+    The wire holds the fingerprint little-endian; Java tools show the 64-bit value, so an
+    operator can match our message against ``avro-tools`` or a Java consumer's log.
+    """
+    value = int.from_bytes(fp, "little", signed=True)
+    return f"{value & 0xFFFF_FFFF_FFFF_FFFF:#018x} (Java long {value})"
+
+
 def _unknown_schema(fp: bytes) -> UnknownSchemaError:
     return UnknownSchemaError(
-        f"writer schema fingerprint {fp.hex()} is not known to this reader; "
+        f"writer schema fingerprint {fingerprint_text(fp)} is not known to this reader; "
         "upgrade this consumer or register the producer's schema in its AvroSchemaStore"
     )
 
@@ -222,8 +232,8 @@ class SingleObjectCodec:
             record = cast(dict[str, Any], schemaless_reader(src, writer, reader))
         except SchemaResolutionError as exc:
             raise DecodeError(
-                f"writer schema {writer_fp.hex()} cannot be resolved to reader schema "
-                f"{self._reader_fp.hex()} ({exc}); the schemas are incompatible, "
+                f"writer schema {fingerprint_text(writer_fp)} cannot be resolved to reader "
+                f"schema {fingerprint_text(self._reader_fp)} ({exc}); the schemas are incompatible, "
                 "evolve them only by adding fields with defaults"
             ) from exc
         except Exception as exc:
@@ -231,7 +241,7 @@ class SingleObjectCodec:
             # IndexError, UnicodeDecodeError, OverflowError, SchemaResolutionError...);
             # all of them mean the same to a consumer: these bytes are not a record.
             raise MalformedEventError(
-                f"Avro body does not match writer schema {writer_fp.hex()}: "
+                f"Avro body does not match writer schema {fingerprint_text(writer_fp)}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         if src.tell() != len(data):

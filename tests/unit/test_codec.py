@@ -37,6 +37,7 @@ from agent_events.schemas import (
     encode_event,
     schema_fingerprint,
 )
+from agent_events.schemas.avro import fingerprint_text
 
 # --- an independent CRC-64-AVRO (Rabin) implementation, straight from the Avro spec ---
 
@@ -339,3 +340,17 @@ def test_any_wildcard_event_raises_encode_error() -> None:
     event = SystemEvent.model_construct(**{**typical_event().__dict__, "event_type": EventType.ANY})
     with pytest.raises(EncodeError, match="wildcard"):
         encode_event(event)
+
+
+@pytest.mark.parametrize(("canonical", "expected"), AVRO_VECTORS)
+def test_messages_show_the_fingerprint_as_java_prints_it(canonical: str, expected: int) -> None:
+    text = fingerprint_text(bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO")))
+    assert f"Java long {expected})" in text
+    assert text.startswith(f"{expected % 2**64:#018x}")
+
+
+def test_unknown_schema_error_names_the_java_fingerprint() -> None:
+    schema = {"type": "record", "name": "foo", "fields": [{"name": "f1", "type": "boolean"}]}
+    framed = SINGLE_OBJECT_MAGIC + schema_fingerprint(schema) + b"\x01"
+    with pytest.raises(UnknownSchemaError, match="Java long 7843277075252814651"):
+        EventCodec().decode(framed)
