@@ -11,6 +11,8 @@ Errors all derive from :class:`AgentEventsError`::
     ├── BusError               QueueFull, BusClosed, HandlerTimeout, SubscriptionError
     ├── CodecError             EncodeError, DecodeError (UnknownSchemaError, MalformedEventError)
     └── KafkaError             BrokerUnavailable, ProduceError, UnsupportedByBroker
+
+(the whole tree, with what each error means: ``agent_events.agent_runtime.errors``)
 """
 
 from __future__ import annotations

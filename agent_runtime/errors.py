@@ -24,9 +24,8 @@ and exits with code 2.
     ├── KafkaError
     │   ├── BrokerUnavailable       no broker answered within the deadline
     │   ├── UnsupportedByBroker     the broker lacks a feature the call needs
-    │   ├── ProduceError            a record was not acknowledged
-    │   │   └── RecordTooLarge      the broker refused the record's size
-    │   └── ProducerBufferFull      the bounded producer buffer is full
+    │   └── ProduceError            a record was not acknowledged
+    │       └── RecordTooLarge      the broker refused the record's size
     ├── BrokerSetupError            a local broker could not be installed or started
     │   └── ToolMissing             a JDK, Maven or Tansu is not installed
     └── SinkError                   a service's sink (webhook, database) failed after retries
@@ -49,7 +48,6 @@ __all__ = [
     "KafkaError",
     "MalformedEventError",
     "ProduceError",
-    "ProducerBufferFull",
     "QueueFull",
     "RecordTooLarge",
     "SessionNotFound",
@@ -139,10 +137,6 @@ class ProduceError(KafkaError):
 
 class RecordTooLarge(ProduceError):
     """The record is larger than the producer's or the broker's size limit."""
-
-
-class ProducerBufferFull(KafkaError):
-    """The producer's bounded buffer is full and the caller chose not to wait."""
 
 
 class BrokerSetupError(AgentEventsError):
