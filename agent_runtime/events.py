@@ -10,6 +10,7 @@ not still receives the event, typed as a :class:`ForeignEventType` with the same
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime
 from enum import Enum
@@ -35,6 +36,8 @@ __all__ = [
     "EventTypeLike",
     "ForeignEventType",
     "SystemEvent",
+    "event_from_json",
+    "event_to_json",
     "event_type_key",
     "register_event_types",
     "resolve_event_type",
@@ -243,3 +246,32 @@ class SystemEvent(BaseModel):
     def partition_key(self) -> str:
         """The Kafka record key: ``session_id``, or ``agent_id`` without a session."""
         return self.session_id if self.session_id is not None else self.agent_id
+
+
+def event_to_json(event: SystemEvent) -> str:
+    """The event as one line of JSON, for stores, JSON-lines files and terminals.
+
+    ``metadata`` goes through the standard ``json`` module, not pydantic: pydantic stops at
+    about 255 levels of nesting, while the codec accepts what any producer wrote (up to
+    Python's recursion limit), so an event that decoded can always be written out.
+    """
+    body: dict[str, Any] = event.model_dump(mode="json", exclude={"metadata"})
+    body["metadata"] = event.metadata
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def event_from_json(text: str | bytes) -> SystemEvent:
+    """The event :func:`event_to_json` wrote; raises :class:`InvalidEventError`."""
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidEventError(f"not a JSON event: {exc}") from exc
+    if type(body) is not dict or type(body.get("metadata", {})) is not dict:
+        raise InvalidEventError("a JSON event is an object whose metadata is an object")
+    metadata = body.pop("metadata", {})
+    try:
+        event = SystemEvent.model_validate(body)
+    except ValueError as exc:
+        raise InvalidEventError(f"not a valid event: {exc}") from exc
+    # json.loads gave JSON values already; validating them again would hit pydantic's depth.
+    return event.model_copy(update={"metadata": metadata})

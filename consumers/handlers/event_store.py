@@ -17,7 +17,7 @@ import aiosqlite
 
 from agent_events.agent_runtime.errors import AgentEventsError, ConfigError
 from agent_events.agent_runtime.event_bus import type_label
-from agent_events.agent_runtime.events import SystemEvent
+from agent_events.agent_runtime.events import SystemEvent, event_from_json, event_to_json
 from agent_events.consumers.handlers._bounded import require_positive_int
 
 __all__ = ["EventStore", "InMemoryEventStore", "SQLiteEventStore"]
@@ -128,7 +128,7 @@ class SQLiteEventStore:
     """An :class:`EventStore` in a SQLite file, through aiosqlite (no blocking on the loop).
 
     Use ``async with SQLiteEventStore(path) as store``. Each event is stored as
-    its ``model_dump_json`` and read back with ``model_validate_json``; ``append``
+    its JSON (:func:`event_to_json`, any metadata depth the codec accepts); ``append``
     commits before it returns, so an appended event survives a crash and a reopen.
     Insertion order is an ``AUTOINCREMENT`` sequence, never reused.
     """
@@ -187,7 +187,7 @@ class SQLiteEventStore:
                 event.session_id,
                 type_label(event.event_type),
                 event.timestamp.isoformat(),
-                event.model_dump_json(),
+                event_to_json(event),
             ),
         )
         inserted = cursor.rowcount == 1
@@ -218,7 +218,7 @@ class SQLiteEventStore:
             (start, session_id, session_id, -1 if limit is None else limit),
         ) as cursor:
             rows = await cursor.fetchall()
-        return [SystemEvent.model_validate_json(row[0]) for row in rows]
+        return [event_from_json(row[0]) for row in rows]
 
     async def count(self) -> int:
         async with self._conn().execute("SELECT COUNT(*) FROM events") as cursor:

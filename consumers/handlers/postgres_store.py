@@ -17,7 +17,7 @@ from uuid import UUID
 
 from agent_events.agent_runtime.errors import AgentEventsError, ConfigError, SinkError
 from agent_events.agent_runtime.event_bus import type_label
-from agent_events.agent_runtime.events import SystemEvent
+from agent_events.agent_runtime.events import SystemEvent, event_from_json, event_to_json
 from agent_events.agent_runtime.resource import AsyncResource
 
 __all__ = ["PostgresEventStore"]
@@ -122,7 +122,7 @@ class PostgresEventStore(AsyncResource):
             type_label(event.event_type),
             event.agent_id,
             event.timestamp,
-            event.model_dump_json(),
+            event_to_json(event),
         )
         return seq is not None
 
@@ -154,7 +154,7 @@ class PostgresEventStore(AsyncResource):
             session_id,
             limit,
         )
-        return [SystemEvent.model_validate_json(row["body"]) for row in rows]
+        return [event_from_json(row["body"]) for row in rows]
 
     async def count(self) -> int:
         """How many events are stored."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agent_events.agent_runtime.errors import AgentEventsError, ConfigError
+from agent_events.agent_runtime.errors import AgentEventsError, ConfigError, InvalidEventError
 from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEvent
+from agent_events.agent_runtime.events import event_from_json, event_to_json
 from agent_events.consumers.handlers import (
     EventSourcingHandler,
     EventStore,
@@ -17,6 +19,7 @@ from agent_events.consumers.handlers import (
     SessionProjection,
     SQLiteEventStore,
 )
+from agent_events.schemas import decode_event, encode_event
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -164,3 +167,35 @@ async def test_rebuild_replays_the_whole_store_in_pages() -> None:
     state = projection.get("s1")
     assert state is not None
     assert state.event_count == 5
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"leaf": True}
+    for _ in range(depth):
+        metadata = {"x": metadata}
+    return metadata
+
+
+async def test_an_event_with_deeply_nested_metadata_that_decoded_is_stored_and_read_back(
+    tmp_path: Path,
+) -> None:
+    """Deeper than pydantic serialises (~255 levels), as another language's producer may write."""
+    base = event("deep")
+    written = encode_event(SystemEvent.model_construct(**{**dict(base), "metadata": _nested(400)}))
+    decoded = decode_event(written)
+    async with SQLiteEventStore(tmp_path / "events.db") as store:
+        assert await store.append(decoded)
+        (stored,) = await store.read()
+    assert stored.metadata == _nested(400)
+    assert stored.event_id == base.event_id
+
+
+def test_event_json_round_trips_every_field() -> None:
+    original = event("s1", EventType.AGENT_COMPLETED)
+    assert event_from_json(event_to_json(original)) == original
+
+
+@pytest.mark.parametrize("text", ["", "[]", '{"metadata": []}', '{"agent_id": 1}'])
+def test_event_from_json_refuses_what_is_not_an_event(text: str) -> None:
+    with pytest.raises(InvalidEventError):
+        event_from_json(text)
