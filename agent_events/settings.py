@@ -8,7 +8,13 @@ One precedence rule, highest first::
 supplies variables the environment lacks). Variables are prefixed ``AGENT_EVENTS_``
 and nested sections use ``__``: ``AGENT_EVENTS_ALERTING__SLOW_THRESHOLD_MS=2000``.
 The config file is TOML, YAML or a ``.env`` file with the same names (sections as
-tables: ``[alerting]`` / ``slow_threshold_ms = 2000``).
+tables: ``[alerting]`` / ``slow_threshold_ms = 2000``), read by pydantic-settings' own
+sources (``TomlConfigSettingsSource``, ``YamlConfigSettingsSource``, ``DotEnvSettingsSource``).
+
+Each setting is declared once: the connection fields are
+:class:`~agent_events.transport.KafkaConnectionConfig`'s (inherited), the ``[producer]``
+section is :class:`~agent_events.producers.config.ProducerTuning`, the base of
+:class:`ProducerConfig`.
 
 Kafka settings keep Kafka's own names (``bootstrap_servers``, ``security_protocol``,
 ``sasl_mechanism``, ``sasl_plain_username``, ``sasl_plain_password``, ``ssl_cafile``,
@@ -20,7 +26,7 @@ the client configs built from it, so a bad value fails at start-up with one
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,23 +34,24 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
 )
 
 from agent_events.agent_runtime.errors import ConfigError
 from agent_events.consumers.config import DEFAULT_DLQ_TOPIC, ConsumerConfig, Ordering
 from agent_events.consumers.windows.config import WindowSettings
-from agent_events.producers.config import DEFAULT_TOPIC, KafkaConnectionConfig, ProducerConfig
+from agent_events.producers.config import DEFAULT_TOPIC, ProducerConfig, ProducerTuning
+from agent_events.transport import KafkaConnectionConfig
 
 __all__ = [
     "ENV_PREFIX",
@@ -84,17 +91,6 @@ class ConsumerTuning(BaseModel):
     max_buffered_per_partition: int = Field(default=1_000, ge=1)
     group_instance_id: str | None = None
     isolation_level: Literal["read_uncommitted", "read_committed"] = "read_committed"
-
-
-class ProducerTuning(BaseModel):
-    """Producer knobs (see :class:`ProducerConfig`); the defaults are the safe ones."""
-
-    model_config = _Section
-
-    acks: Literal["all", 1, 0] = "all"
-    enable_idempotence: bool = True
-    linger_ms: int = Field(default=5, ge=0)
-    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
 
 
 class AlertingSettings(BaseModel):
@@ -162,8 +158,12 @@ class RouterSettings(BaseModel):
     handlers: list[str] = Field(default_factory=list)
 
 
-class AgentEventsSettings(BaseSettings):
-    """Every setting of a service process; build client configs with the methods below."""
+class AgentEventsSettings(BaseSettings, KafkaConnectionConfig):
+    """Every setting of a service process; build client configs with the methods below.
+
+    The Kafka connection settings (``bootstrap_servers``, ``security_protocol``, ...) are
+    :class:`KafkaConnectionConfig`'s own fields, inherited, so they are declared once.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -173,34 +173,13 @@ class AgentEventsSettings(BaseSettings):
         validate_default=True,
     )
 
-    # -- Kafka, with Kafka's names
-    bootstrap_servers: str = "127.0.0.1:9092"
-    client_id: str | None = None
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: (
-        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] | None
-    ) = None
-    sasl_plain_username: str | None = None
-    sasl_plain_password: SecretStr | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    request_timeout_ms: int = Field(default=30_000, ge=1_000)
-    connect_timeout_s: float = Field(default=30.0, gt=0)
+    # -- Kafka, with Kafka's names: the connection fields come from KafkaConnectionConfig
     topic: str = Field(default=DEFAULT_TOPIC, min_length=1)
     dlq_topic: str | None = DEFAULT_DLQ_TOPIC
     group_id: str | None = Field(
         default=None, min_length=1, description="Default: agent-events-<service>."
     )
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
-
-    @field_validator("bootstrap_servers")
-    @classmethod
-    def _check_bootstrap(cls, value: str) -> str:
-        try:
-            return KafkaConnectionConfig(bootstrap_servers=value).bootstrap_servers
-        except ValidationError as exc:
-            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
 
     # -- observability
     metrics_port: int | None = Field(
@@ -236,10 +215,6 @@ class AgentEventsSettings(BaseSettings):
             raise ValueError(_first_error(exc)) from None
         self.connection().client_kwargs()  # SASL without a mechanism, unreadable SSL files
         return self
-
-    def connection(self) -> KafkaConnectionConfig:
-        """Where the brokers are and how to authenticate (for admin clients and readers)."""
-        return KafkaConnectionConfig(**self._connection_fields())
 
     def consumer_config(self, group_id: str, *, topics: list[str] | None = None) -> ConsumerConfig:
         """The consumer-group config of a service; ``group_id`` setting, if set, wins."""
@@ -309,61 +284,45 @@ def load_settings(
 
 # -- config files ------------------------------------------------------------------------
 
-
-class _MappingSource(PydanticBaseSettingsSource):
-    """A settings source holding a mapping read from a TOML or YAML file."""
-
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._data = data
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
+SourceFactory = Callable[[type[BaseSettings]], PydanticBaseSettingsSource]
 
 
-def _config_file_source(path: Path) -> Any:
-    """A factory ``settings_cls -> source`` for ``path``; the file is read (and checked) now."""
+def _config_file_source(path: Path) -> SourceFactory:
+    """A factory ``settings_cls -> source`` for ``path``, by suffix (pydantic-settings' own)."""
     suffix = path.suffix.lower()
     name = path.name.lower()
+    if not path.is_file():
+        raise ConfigError(f"cannot read config file {path}: no such file")
+    if suffix == ".toml":
+        return lambda cls: _read_checked(path, lambda: TomlConfigSettingsSource(cls, path))
+    if suffix in (".yaml", ".yml"):
+        return lambda cls: _read_checked(path, lambda: YamlConfigSettingsSource(cls, path))
+    if suffix == ".env" or name == ".env" or name.startswith(".env."):
+        return lambda cls: DotEnvSettingsSource(cls, env_file=path, dotenv_filtering="match_prefix")
+    raise ConfigError(
+        f"config file {path}: unknown format {suffix or '(no suffix)'}; "
+        "use .toml, .yaml, .yml or .env"
+    )
+
+
+def _read_checked(
+    path: Path, build: Callable[[], PydanticBaseSettingsSource]
+) -> PydanticBaseSettingsSource:
+    """Build a file source (it reads the file now), turning a bad file into one ConfigError."""
+    import yaml
+
     try:
-        text = path.read_text(encoding="utf-8")
+        return build()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    if suffix == ".toml":
-        try:
-            data: Any = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    elif suffix in (".yaml", ".yml"):
-        data = _load_yaml(path, text)
-    elif suffix == ".env" or name == ".env" or name.startswith(".env."):
-        return lambda settings_cls: DotEnvSettingsSource(
-            settings_cls, env_file=path, dotenv_filtering="match_prefix"
-        )
-    else:
-        raise ConfigError(
-            f"config file {path}: unknown format {suffix or '(no suffix)'}; "
-            "use .toml, .yaml, .yml or .env"
-        )
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a table of settings at the top level")
-    return lambda settings_cls: _MappingSource(settings_cls, data)
-
-
-def _load_yaml(path: Path, text: str) -> Any:
-    try:
-        import yaml
-    except ImportError:  # pragma: no cover - PyYAML is a dependency
-        raise ConfigError(f"config file {path}: reading YAML needs PyYAML installed") from None
-    try:
-        return yaml.safe_load(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {_one_line(str(exc))}") from None
+    except (TypeError, ValueError):  # the top level is a list or a scalar
+        raise ConfigError(
+            f"config file {path} must hold a table of settings at the top level"
+        ) from None
 
 
 # -- errors ------------------------------------------------------------------------------

@@ -16,8 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from agent_events.agent_runtime.errors import BrokerUnavailable, ConfigError
-from agent_events.producers.config import KafkaConnectionConfig
-from agent_events.producers.connect import start_with_backoff
+from agent_events.transport import KafkaConnectionConfig, admin_client
 
 __all__ = ["TopicSpec", "ensure_topics"]
 
@@ -49,16 +48,8 @@ async def ensure_topics(
     high a replication factor, or it exists and ``exist_ok`` is false) and
     :class:`BrokerUnavailable` when metadata does not show it within ``wait_s``.
     """
-    admin = AIOKafkaAdminClient(**connection.client_kwargs())
-    await start_with_backoff(
-        admin.start,
-        what="admin client",
-        bootstrap_servers=connection.bootstrap_servers,
-        deadline_s=connection.connect_timeout_s,
-        close=admin.close,
-    )
     created: list[str] = []
-    try:
+    async with admin_client(connection, what="creating topics") as admin:
         for spec in specs:
             new_topic = NewTopic(
                 spec.name,
@@ -79,8 +70,6 @@ async def ensure_topics(
                 raise ConfigError(f"the broker refused to create topic {entry[0]!r}: {message}")
         expected = {s.name: (s.partitions if s.name in created else 1) for s in specs}
         await _wait_for_leaders(admin, expected, wait_s)
-    finally:
-        await admin.close()
     return created
 
 

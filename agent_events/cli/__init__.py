@@ -8,6 +8,7 @@ stderr and exits with code 2, never a traceback.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Sequence
 from typing import Annotated
@@ -29,6 +30,7 @@ from agent_events.cli import (
     trace,
     verify_order,
 )
+from agent_events.transport import BrokerUnreachable
 
 __all__ = ["app", "main"]
 
@@ -70,6 +72,12 @@ def _root(
     """Event system for AI-agent runtimes: local brokers, consumer services, replay."""
 
 
+def _command_line(args: list[str]) -> str:
+    """``agent-events consume metrics``: the command and its first argument, no options."""
+    words = list(itertools.takewhile(lambda arg: not arg.startswith("-"), args))[:2]
+    return " ".join(["agent-events", *words])
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -88,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
+    except BrokerUnreachable as exc:
+        # Named as the user ran it, not after whichever client found out first.
+        typer.echo(f"Error: {exc.retold(_command_line(args))}", err=True)
+        return 2
     except AgentEventsError as exc:
         # A setup failure carries the broker's log tail after its first line: keep it.
         typer.echo(f"Error: {exc}", err=True)

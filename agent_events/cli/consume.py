@@ -17,7 +17,13 @@ from typing import Annotated, Any
 import typer
 
 from agent_events.agent_runtime.errors import ConfigError
-from agent_events.cli._common import BootstrapServers, ConfigFile, Topic, stop_on_signals
+from agent_events.cli._common import (
+    BootstrapServers,
+    ConfigFile,
+    ConnectTimeout,
+    Topic,
+    stop_on_signals,
+)
 from agent_events.observability.logs import configure_logging
 from agent_events.services import SERVICES, ServiceHost, build_service
 from agent_events.settings import AgentEventsSettings, load_settings
@@ -36,6 +42,7 @@ def consume_flags(**given: Any) -> dict[str, Any]:
     """The settings the command-line flags give, nested as :func:`load_settings` wants."""
     return {
         "bootstrap_servers": given.get("bootstrap_servers"),
+        "connect_timeout_s": given.get("connect_timeout"),
         "group_id": given.get("group"),
         "topic": given.get("topic"),
         "dlq_topic": given.get("dlq_topic"),
@@ -77,6 +84,7 @@ def consume(
         ),
     ],
     bootstrap_servers: BootstrapServers = None,
+    connect_timeout: ConnectTimeout = None,
     group: Annotated[
         str | None,
         typer.Option(

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import typer
-from aiokafka.admin import AIOKafkaAdminClient
 from rich.table import Table
 
 from agent_events.agent_runtime.errors import ConfigError
@@ -29,29 +26,12 @@ from agent_events.cli._common import (
     table_console,
 )
 from agent_events.consumers.scan import log_end_offsets, standalone_consumer, topic_partitions
-from agent_events.producers.config import KafkaConnectionConfig
-from agent_events.producers.connect import start_with_backoff
 from agent_events.producers.topics import TopicSpec, ensure_topics
+from agent_events.transport import KafkaConnectionConfig, admin_client
 
 __all__ = ["app", "describe_topic", "list_topic_names", "missing_topics"]
 
 app = typer.Typer(help="Create, list and describe topics.", no_args_is_help=True)
-
-
-@asynccontextmanager
-async def _admin(conn: KafkaConnectionConfig) -> AsyncIterator[AIOKafkaAdminClient]:
-    admin = AIOKafkaAdminClient(**conn.client_kwargs())
-    await start_with_backoff(
-        admin.start,
-        what="admin client",
-        bootstrap_servers=conn.bootstrap_servers,
-        deadline_s=conn.connect_timeout_s,
-        close=admin.close,
-    )
-    try:
-        yield admin
-    finally:
-        await admin.close()
 
 
 def _parse_configs(pairs: list[str]) -> dict[str, str]:
@@ -68,14 +48,14 @@ def _parse_configs(pairs: list[str]) -> dict[str, str]:
 
 async def missing_topics(conn: KafkaConnectionConfig, names: list[str]) -> list[str]:
     """Which of ``names`` do not exist (asked without auto-creating any)."""
-    async with _admin(conn) as admin:
+    async with admin_client(conn) as admin:
         existing = set(await admin.list_topics())
     return [name for name in names if name not in existing]
 
 
 async def list_topic_names(conn: KafkaConnectionConfig, *, internal: bool) -> list[dict[str, Any]]:
     """Every topic with its partition count and replication factor, sorted by name."""
-    async with _admin(conn) as admin:
+    async with admin_client(conn) as admin:
         described = await admin.describe_topics()
     rows = []
     for topic in described:
@@ -95,7 +75,7 @@ async def list_topic_names(conn: KafkaConnectionConfig, *, internal: bool) -> li
 
 async def describe_topic(conn: KafkaConnectionConfig, name: str) -> dict[str, Any]:
     """Partitions of ``name`` with leader, replicas, ISR and begin/end offsets."""
-    async with _admin(conn) as admin:
+    async with admin_client(conn) as admin:
         # A metadata request naming an unknown topic creates it on brokers with
         # auto.create.topics.enable (Kafka's default): ask for the list first.
         if name not in await admin.list_topics():
@@ -128,7 +108,7 @@ async def describe_topic(conn: KafkaConnectionConfig, name: str) -> dict[str, An
 
 async def _create(conn: KafkaConnectionConfig, spec: TopicSpec, if_not_exists: bool) -> bool:
     """True if created; False if it exists and ``if_not_exists``; ConfigError otherwise."""
-    async with _admin(conn) as admin:
+    async with admin_client(conn) as admin:
         exists = spec.name in await admin.list_topics()
     if exists:
         if if_not_exists:

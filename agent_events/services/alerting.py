@@ -8,8 +8,9 @@ again: the consumer retries only the handler that failed.
 
 1. POST; a 2xx answer is delivered;
 2. a connection error, a timeout, 429 or 5xx is retried up to ``retries`` times with
-   exponential backoff (a numeric ``Retry-After`` is honoured, capped by the backoff
-   maximum); any other status is refused at once, since repeating it cannot help;
+   the project's one jittered exponential backoff (:func:`agent_events.transport.backoff_delay`;
+   a numeric ``Retry-After`` is honoured, capped by the backoff maximum); any other
+   status is refused at once, since repeating it cannot help;
 3. still failing: raise :class:`SinkError`, so the consumer retries the record and then
    dead-letters it with the reason. Every attempt is counted in
    ``agent_events_alert_webhook_requests_total{outcome}``.
@@ -30,6 +31,7 @@ from agent_events.consumers.handlers import AlertingHandler, AlertSink, LoggingA
 from agent_events.consumers.runtime import HandlerSpec
 from agent_events.services._base import NamedHandler, Service
 from agent_events.settings import AgentEventsSettings
+from agent_events.transport import backoff_delay
 
 __all__ = ["AlertingService", "WebhookAlertSink"]
 
@@ -85,7 +87,6 @@ class WebhookAlertSink:
             "sent_at": datetime.now(UTC).isoformat(),
             "source": "agent-events",
         }
-        backoff = self.backoff_s
         for attempt in range(self.retries + 1):
             outcome, problem, retry_after = await self._post(self._client, payload)
             self._count(outcome)
@@ -96,10 +97,13 @@ class WebhookAlertSink:
                 raise SinkError(
                     f"alert webhook {self.url} failed after {attempt + 1} attempt(s): {problem}"
                 )
-            delay = min(self.backoff_max_s, retry_after if retry_after is not None else backoff)
+            if retry_after is None:
+                retry_after = backoff_delay(
+                    attempt + 1, initial_s=self.backoff_s, max_s=self.backoff_max_s
+                )
+            delay = min(self.backoff_max_s, retry_after)
             logger.info("alert webhook: %s; retrying in %.2fs", problem, delay)
             await asyncio.sleep(delay)
-            backoff = min(backoff * 2, self.backoff_max_s)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _post(

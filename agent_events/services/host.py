@@ -38,6 +38,7 @@ from agent_events.observability.metrics import ServiceMetrics
 from agent_events.observability.observer import ServiceObserver
 from agent_events.services._base import GroupMember, Service
 from agent_events.settings import AgentEventsSettings
+from agent_events.transport import BrokerUnreachable
 
 __all__ = ["ServiceHost"]
 
@@ -76,7 +77,18 @@ class ServiceHost(AsyncResource):
         return None
 
     async def start(self) -> None:
-        """Steps 1-3 of the module docstring; on failure, what was started is stopped."""
+        """Steps 1-3 of the module docstring; on failure, what was started is stopped.
+
+        An unreachable broker is reported as this service's failure (whichever of its
+        clients found out first), naming the address it tried.
+        """
+        try:
+            await self._start()
+        except BrokerUnreachable as exc:
+            what = f"the {self.service.name} service (consumer group {self.group_id})"
+            raise exc.retold(what) from exc.__cause__
+
+    async def _start(self) -> None:
         await self.service.start()
         try:
             port = self.settings.metrics_port

@@ -192,3 +192,45 @@ def test_a_bad_config_file_is_one_config_error_line(
 
 def test_loaded_settings_are_plain_settings_objects() -> None:
     assert type(load_settings()) is AgentEventsSettings
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_every_accepted_codec_loads_as_installed(codec: str) -> None:
+    settings = load_settings({"producer": {"compression_type": codec}})
+    assert settings.producer_config().producer_kwargs()["compression_type"] == codec
+
+
+def test_a_codec_whose_library_is_missing_is_refused_at_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aiokafka.codec
+
+    monkeypatch.setattr(aiokafka.codec, "cramjam", None)  # an installation without cramjam
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"producer": {"compression_type": "lz4"}})
+    assert "compression_type 'lz4' needs its codec library" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert load_settings({"producer": {"compression_type": "gzip"}}).producer.compression_type
+
+
+def test_each_producer_knob_is_declared_once_and_reaches_the_producer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agent_events.producers.config import ProducerConfig, ProducerTuning
+    from agent_events.transport import KafkaConnectionConfig
+
+    assert AgentEventsSettings.model_fields["producer"].annotation is ProducerTuning
+    assert issubclass(ProducerConfig, ProducerTuning)
+    assert issubclass(AgentEventsSettings, KafkaConnectionConfig)
+    monkeypatch.setenv("AGENT_EVENTS_PRODUCER__MAX_BATCH_SIZE", "65536")
+    monkeypatch.setenv("AGENT_EVENTS_CONNECT_TIMEOUT_S", "4")
+    config = load_settings().producer_config()
+    assert (config.max_batch_size, config.connect_timeout_s) == (65536, 4.0)
+
+
+def test_the_connection_of_the_settings_is_only_the_connection() -> None:
+    from agent_events.transport import KafkaConnectionConfig
+
+    connection = load_settings({"bootstrap_servers": "h:1", "topic": "t"}).connection()
+    assert type(connection) is KafkaConnectionConfig
+    assert connection.bootstrap_servers == "h:1"

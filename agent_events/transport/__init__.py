@@ -1,0 +1,45 @@
+"""transport: the one place that knows how to reach Kafka.
+
+Connection settings (servers, security, timeouts), the client factories (admin,
+producer, consumer as async context managers, started with one backoff with jitter),
+and the bounded LRU map the clients' caches use. Everything else in agent-events builds
+its Kafka clients here, so a broker that is down, a SASL setting or a second client
+library (``client=...``) is handled once.
+"""
+
+from agent_events.transport._backoff import BrokerUnreachable, backoff_delay, start_with_backoff
+from agent_events.transport._clients import (
+    ClientBackend,
+    admin_client,
+    backend_for,
+    consumer_client,
+    producer_client,
+    start_client,
+)
+from agent_events.transport._connection import (
+    ClientKind,
+    KafkaConnectionConfig,
+    SaslMechanism,
+    SecurityProtocol,
+)
+from agent_events.transport._lru import LRUMap, require_positive_int
+from agent_events.transport._quiet import quiet_library_logs
+
+__all__ = [
+    "BrokerUnreachable",
+    "ClientBackend",
+    "ClientKind",
+    "KafkaConnectionConfig",
+    "LRUMap",
+    "SaslMechanism",
+    "SecurityProtocol",
+    "admin_client",
+    "backend_for",
+    "backoff_delay",
+    "consumer_client",
+    "producer_client",
+    "quiet_library_logs",
+    "require_positive_int",
+    "start_client",
+    "start_with_backoff",
+]

@@ -1,0 +1,101 @@
+"""Where the brokers are and how to authenticate: the one connection model every client uses.
+
+Producer, consumer and admin clients are all built from a :class:`KafkaConnectionConfig`
+(or a model that extends it), so they agree on servers, security and timeouts. The
+``client`` field names the client library behind the factories (only ``aiokafka`` today;
+a librdkafka backend plugs in behind the same name later).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from agent_events.agent_runtime.errors import ConfigError
+
+__all__ = ["ClientKind", "KafkaConnectionConfig", "SaslMechanism", "SecurityProtocol"]
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
+ClientKind = Literal["aiokafka"]
+
+
+class KafkaConnectionConfig(BaseModel):
+    """Where the brokers are and how to authenticate: shared by every client."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Comma-separated host:port list of brokers."
+    )
+    client_id: str | None = Field(default=None, description="Client id shown in broker logs.")
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    connect_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long start() retries an unreachable broker (with backoff) before giving up.",
+    )
+    client: ClientKind = Field(
+        default="aiokafka", description="The Kafka client library behind every client."
+    )
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        hosts = [h.strip() for h in value.split(",") if h.strip()]
+        if not hosts:
+            raise ValueError("bootstrap_servers is empty; give host:port[,host:port...]")
+        for host in hosts:
+            name, sep, port = host.rpartition(":")
+            if not sep or not name or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"bootstrap server {host!r} is not host:port")
+        return ",".join(hosts)
+
+    def connection(self) -> KafkaConnectionConfig:
+        """Only the connection part of this model (for admin clients and readers)."""
+        names = KafkaConnectionConfig.model_fields
+        return KafkaConnectionConfig(**{name: getattr(self, name) for name in names})
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for any aiokafka client (producer, consumer, admin)."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        if self.client_id:
+            kwargs["client_id"] = self.client_id
+        if self.security_protocol.startswith("SASL"):
+            kwargs.update(self._sasl_kwargs())
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            kwargs["ssl_context"] = self._ssl_context()
+        return kwargs
+
+    def _sasl_kwargs(self) -> dict[str, Any]:
+        if self.sasl_mechanism is None:
+            raise ConfigError(f"security_protocol {self.security_protocol} needs sasl_mechanism")
+        kwargs: dict[str, Any] = {
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_plain_username": self.sasl_plain_username,
+        }
+        if self.sasl_plain_password is not None:
+            kwargs["sasl_plain_password"] = self.sasl_plain_password.get_secret_value()
+        return kwargs
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        try:
+            context = ssl.create_default_context(cafile=self.ssl_cafile)
+            if self.ssl_certfile:
+                context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load the SSL files: {exc}") from exc
+        return context

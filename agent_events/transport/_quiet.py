@@ -1,0 +1,83 @@
+"""Keeping a client library's connection noise out of the log while we retry.
+
+While :func:`~agent_events.transport.start_with_backoff` retries an unreachable broker,
+aiokafka logs an ERROR line per failed attempt (``Unable connect to ...``): a user who
+started a service against a broker that is down would get dozens of lines before the one
+that says what is wrong. Inside a start window those records are demoted to DEBUG (kept
+when the process logs at DEBUG, dropped otherwise); outside it the library logs as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+from collections.abc import Iterator
+
+__all__ = ["quiet_library_logs"]
+
+# Loggers that log connection failures during bootstrap (aiokafka names them by module).
+_LIBRARY_LOGGERS = (
+    "aiokafka",
+    "aiokafka.conn",
+    "aiokafka.cluster",
+    "aiokafka.admin.client",
+    "aiokafka.consumer.consumer",
+    "aiokafka.consumer.group_coordinator",
+    "aiokafka.consumer.fetcher",
+    "aiokafka.producer.producer",
+    "aiokafka.producer.sender",
+)
+
+
+class _Window:
+    """Open while a start is being retried; tasks the library starts share the same object."""
+
+    __slots__ = ("open",)
+
+    def __init__(self) -> None:
+        self.open = True
+
+
+# A mutable window, not a flag: a task the library starts inside the window copies the
+# context, and must see the window close when the start returns.
+_current: contextvars.ContextVar[_Window | None] = contextvars.ContextVar(
+    "agent_events_start_window", default=None
+)
+
+
+class _DemoteWhileStarting(logging.Filter):
+    """Demote a library record to DEBUG while its task is inside an open start window."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        window = _current.get()
+        if window is None or not window.open or record.levelno <= logging.DEBUG:
+            return True
+        record.levelno = logging.DEBUG
+        record.levelname = logging.getLevelName(logging.DEBUG)
+        # The library's own loggers are usually capped at WARNING: whoever runs the
+        # process at DEBUG (the root logger) still sees the retries.
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+_FILTER = _DemoteWhileStarting()
+
+
+def _install() -> None:
+    for name in _LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+@contextlib.contextmanager
+def quiet_library_logs() -> Iterator[None]:
+    """Demote the client library's log records to DEBUG for the duration of the block."""
+    _install()
+    window = _Window()
+    token = _current.set(window)
+    try:
+        yield
+    finally:
+        window.open = False
+        _current.reset(token)
