@@ -8,10 +8,11 @@ same partition. Sessions send many events, so the hash of recent keys is cached.
 from __future__ import annotations
 
 import random
-from collections import OrderedDict
 from collections.abc import Sequence
 
 from aiokafka.partitioner import murmur2
+
+from agent_events.agent_runtime.lru import LRUMap
 
 __all__ = ["SessionKeyPartitioner", "partition_for_key"]
 
@@ -31,19 +32,15 @@ class SessionKeyPartitioner:
     """
 
     def __init__(self, cache_size: int = 65_536) -> None:
-        self._cache: OrderedDict[bytes, int] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache: LRUMap[bytes, int] = LRUMap(cache_size)
 
     def __call__(
         self, key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]
     ) -> int:
         if key is None:
             return random.choice(available or all_partitions)
-        cache = self._cache
-        positive = cache.get(key)
+        positive = self._cache.get(key)
         if positive is None:
             positive = int(murmur2(key)) & 0x7FFFFFFF
-            cache[key] = positive
-            if len(cache) > self._cache_size:
-                cache.popitem(last=False)
+            self._cache.put(key, positive)
         return all_partitions[positive % len(all_partitions)]

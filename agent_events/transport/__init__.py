@@ -7,6 +7,7 @@ its Kafka clients here, so a broker that is down, a SASL setting or a second cli
 library (``client=...``) is handled once.
 """
 
+from agent_events.agent_runtime.lru import LRUMap, require_positive_int
 from agent_events.transport._backoff import BrokerUnreachable, backoff_delay, start_with_backoff
 from agent_events.transport._clients import (
     ClientBackend,
@@ -22,7 +23,6 @@ from agent_events.transport._connection import (
     SaslMechanism,
     SecurityProtocol,
 )
-from agent_events.transport._lru import LRUMap, require_positive_int
 from agent_events.transport._quiet import quiet_library_logs
 
 __all__ = [

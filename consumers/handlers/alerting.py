@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from agent_events.agent_runtime.errors import ConfigError
 from agent_events.agent_runtime.events import EventType, SystemEvent
-from agent_events.consumers.handlers._bounded import require_positive_int
+from agent_events.agent_runtime.lru import require_positive_int
 
 __all__ = [
     "Alert",

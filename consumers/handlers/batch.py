@@ -34,7 +34,7 @@ from typing import Self, TypeAlias
 
 from agent_events.agent_runtime.errors import ConfigError, QueueFull
 from agent_events.agent_runtime.events import SystemEvent
-from agent_events.consumers.handlers._bounded import require_positive_int
+from agent_events.agent_runtime.lru import require_positive_int
 
 __all__ = ["BatchErrorCallback", "BatchEventHandler", "BatchProcessor"]
 

@@ -26,7 +26,7 @@ from typing import Self
 from agent_events.agent_runtime.errors import BusClosed
 from agent_events.agent_runtime.event_bus import Handler, handler_name
 from agent_events.agent_runtime.events import SystemEvent
-from agent_events.consumers.handlers._bounded import require_positive_int
+from agent_events.agent_runtime.lru import require_positive_int
 from agent_events.consumers.handlers._calling import call_handler
 
 __all__ = ["BackgroundHandler", "ConcurrencyLimitedHandler"]

@@ -11,7 +11,7 @@ import math
 import random
 from typing import TypedDict
 
-from agent_events.consumers.handlers._bounded import require_positive_int
+from agent_events.agent_runtime.lru import require_positive_int
 
 __all__ = ["DEFAULT_RESERVOIR_SIZE", "DurationStats", "DurationSummary"]
 

@@ -21,7 +21,7 @@ from uuid import UUID
 from agent_events.agent_runtime.errors import ConfigError
 from agent_events.agent_runtime.event_bus import type_label
 from agent_events.agent_runtime.events import EventType, SystemEvent
-from agent_events.consumers.handlers._bounded import LRUMap, require_positive_int
+from agent_events.agent_runtime.lru import LRUMap, require_positive_int
 from agent_events.consumers.handlers.event_store import EventStore
 
 __all__ = ["EventSourcingHandler", "Projector", "SessionProjection", "SessionState"]

@@ -18,7 +18,7 @@ import aiosqlite
 from agent_events.agent_runtime.errors import AgentEventsError, ConfigError
 from agent_events.agent_runtime.event_bus import type_label
 from agent_events.agent_runtime.events import SystemEvent, event_from_json, event_to_json
-from agent_events.consumers.handlers._bounded import require_positive_int
+from agent_events.agent_runtime.lru import require_positive_int
 
 __all__ = ["EventStore", "InMemoryEventStore", "SQLiteEventStore"]
 

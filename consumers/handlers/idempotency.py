@@ -15,12 +15,11 @@ make the sink itself idempotent (e.g. the event store's ``INSERT OR IGNORE``).
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from uuid import UUID
 
 from agent_events.agent_runtime.event_bus import Handler
 from agent_events.agent_runtime.events import SystemEvent
-from agent_events.consumers.handlers._bounded import require_positive_int
+from agent_events.agent_runtime.lru import LRUMap, require_positive_int
 from agent_events.consumers.handlers._calling import call_handler
 
 __all__ = ["IdempotentHandler", "SeenEvents"]
@@ -31,23 +30,17 @@ class SeenEvents:
 
     def __init__(self, max_remembered: int = 100_000) -> None:
         self.max_remembered = require_positive_int("max_remembered", max_remembered)
-        self._ids: OrderedDict[UUID, None] = OrderedDict()
+        self._ids: LRUMap[UUID, None] = LRUMap(self.max_remembered)
 
     def add(self, event_id: UUID) -> None:
-        self._ids[event_id] = None
-        self._ids.move_to_end(event_id)
-        if len(self._ids) > self.max_remembered:
-            self._ids.popitem(last=False)
+        self._ids.put(event_id, None)
 
     def seen(self, event_id: UUID) -> bool:
         """Whether ``event_id`` is remembered; a hit counts as a recent use."""
-        if event_id in self._ids:
-            self._ids.move_to_end(event_id)
-            return True
-        return False
+        return self._ids.touch(event_id)
 
     def discard(self, event_id: UUID) -> None:
-        self._ids.pop(event_id, None)
+        self._ids.pop(event_id)
 
     def __contains__(self, event_id: object) -> bool:
         return event_id in self._ids

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from agent_events.agent_runtime.events import EventType, EventTypeLike, SystemEvent
-from agent_events.consumers.handlers._bounded import LRUMap, require_positive_int
+from agent_events.agent_runtime.lru import LRUMap, require_positive_int
 from agent_events.consumers.handlers.duration_stats import (
     DEFAULT_RESERVOIR_SIZE,
     DurationStats,

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from agent_events.agent_runtime.errors import ConfigError
 from agent_events.agent_runtime.event_bus import Handler, handler_name
 from agent_events.agent_runtime.events import SystemEvent
-from agent_events.consumers.handlers._bounded import require_positive_int
+from agent_events.agent_runtime.lru import require_positive_int
 from agent_events.consumers.handlers._calling import call_handler
 
 __all__ = ["RetryHandler"]

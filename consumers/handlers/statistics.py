@@ -12,7 +12,7 @@ from typing import TypedDict
 
 from agent_events.agent_runtime.event_bus import type_label
 from agent_events.agent_runtime.events import SystemEvent
-from agent_events.consumers.handlers._bounded import LRUMap, require_positive_int
+from agent_events.agent_runtime.lru import LRUMap, require_positive_int
 from agent_events.consumers.handlers.duration_stats import (
     DEFAULT_RESERVOIR_SIZE,
     DurationStats,

@@ -13,7 +13,7 @@ from pydantic import JsonValue
 
 from agent_events.agent_runtime.event_bus import type_label
 from agent_events.agent_runtime.events import EventType, SystemEvent
-from agent_events.consumers.handlers._bounded import LRUMap, require_positive_int
+from agent_events.agent_runtime.lru import LRUMap, require_positive_int
 
 __all__ = ["EventTracer", "TraceError", "TraceRecord"]
 
