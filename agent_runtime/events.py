@@ -36,6 +36,7 @@ __all__ = [
     "EventTypeLike",
     "ForeignEventType",
     "SystemEvent",
+    "event_as_json",
     "event_from_json",
     "event_to_json",
     "event_type_key",
@@ -248,16 +249,21 @@ class SystemEvent(BaseModel):
         return self.session_id if self.session_id is not None else self.agent_id
 
 
-def event_to_json(event: SystemEvent) -> str:
-    """The event as one line of JSON, for stores, JSON-lines files and terminals.
+def event_as_json(event: SystemEvent) -> dict[str, Any]:
+    """The event as JSON values (``json.dumps`` writes it), for stores, files and terminals.
 
-    ``metadata`` goes through the standard ``json`` module, not pydantic: pydantic stops at
+    ``metadata`` is passed through as it is, not serialised by pydantic: pydantic stops at
     about 255 levels of nesting, while the codec accepts what any producer wrote (up to
     Python's recursion limit), so an event that decoded can always be written out.
     """
     body: dict[str, Any] = event.model_dump(mode="json", exclude={"metadata"})
     body["metadata"] = event.metadata
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return body
+
+
+def event_to_json(event: SystemEvent) -> str:
+    """The event as one compact line of JSON (see :func:`event_as_json`)."""
+    return json.dumps(event_as_json(event), ensure_ascii=False, separators=(",", ":"))
 
 
 def event_from_json(text: str | bytes) -> SystemEvent:

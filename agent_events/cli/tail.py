@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from agent_events.agent_runtime.errors import DecodeError
-from agent_events.agent_runtime.events import SystemEvent
+from agent_events.agent_runtime.events import SystemEvent, event_as_json
 from agent_events.agent_runtime.subscription import type_label
 from agent_events.cli._common import (
     AsJson,
@@ -48,7 +48,7 @@ def envelope(record: Any, event: SystemEvent | None, error: str | None) -> dict[
         "ts": record.timestamp,
         "headers": {k: v.decode("utf-8", "replace") for k, v in record.headers or ()},
         "key": record.key.decode("utf-8", "replace") if record.key is not None else None,
-        "payload": event.model_dump(mode="json") if event is not None else None,
+        "payload": event_as_json(event) if event is not None else None,
     }
     if error is not None:
         out["error"] = error

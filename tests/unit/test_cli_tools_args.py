@@ -297,3 +297,25 @@ def test_produce_reads_standard_input(
     monkeypatch.setattr("sys.stdin", io.StringIO(lines))
     assert main(["produce", "-", "--dry-run", "--json", "-b", "127.0.0.1:1"]) == 0
     assert json.loads(capsys.readouterr().out)["events"] == 3
+
+
+def test_tail_json_envelope_writes_metadata_nested_deeper_than_pydantic_serialises() -> None:
+    import json
+    from types import SimpleNamespace
+
+    from agent_events.agent_runtime.events import EventType, SystemEvent
+    from agent_events.cli.tail import envelope
+    from agent_events.schemas import decode_event, encode_event
+
+    metadata: dict[str, object] = {"leaf": 1}
+    for _ in range(400):
+        metadata = {"x": metadata}
+    plain = SystemEvent(event_type=EventType.AGENT_STARTED, agent_id="a", session_id="s")
+    event = decode_event(
+        encode_event(SystemEvent.model_construct(**{**dict(plain), "metadata": metadata}))
+    )
+    record = SimpleNamespace(topic="t", partition=0, offset=7, timestamp=1, headers=[], key=b"s")
+
+    line = json.dumps(envelope(record, event, None))
+
+    assert json.loads(line)["payload"]["metadata"] == metadata
