@@ -25,8 +25,11 @@ the client configs built from it, so a bad value fails at start-up with one
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +46,7 @@ from pydantic_settings import (
     DotEnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
     YamlConfigSettingsSource,
 )
@@ -55,6 +59,7 @@ from agent_events.transport import KafkaConnectionConfig
 
 __all__ = [
     "ENV_PREFIX",
+    "NOT_SETTINGS",
     "AgentEventsSettings",
     "AlertingSettings",
     "ConsumerTuning",
@@ -63,6 +68,7 @@ __all__ = [
     "StoreSettings",
     "TracingSettings",
     "load_settings",
+    "refuse_unknown_variables",
 ]
 
 ENV_PREFIX = "AGENT_EVENTS_"
@@ -251,6 +257,7 @@ def load_settings(
     config file that cannot be read.
     """
     given = _drop_none(dict(flags or {}))
+    refuse_unknown_variables(os.environ)
     file_source = _config_file_source(config_file) if config_file is not None else None
     dotenv_file = dotenv if dotenv is not None and dotenv.is_file() else None
 
@@ -279,7 +286,57 @@ def load_settings(
         loaded = _Loading(**given)
     except ValidationError as exc:
         raise ConfigError(f"invalid setting: {_first_error(exc)}") from None
+    except SettingsError as exc:  # a section given as a variable that is not JSON
+        raise ConfigError(f"invalid setting: {_settings_error(exc)}") from None
     return AgentEventsSettings.model_construct(**dict(loaded))
+
+
+# Variables with our prefix that are read elsewhere, not settings of a service.
+NOT_SETTINGS: frozenset[str] = frozenset({"AGENT_EVENTS_CACHE_DIR"})
+
+
+def refuse_unknown_variables(names: Iterable[str]) -> None:
+    """Raise :class:`ConfigError` for an ``AGENT_EVENTS_*`` variable that names no setting.
+
+    A misspelt variable (``AGENT_EVENTS_BOOTSTRAP_SERVER``) would otherwise be ignored and
+    the service would quietly use the default; the same typo in a config file is refused,
+    so the environment is held to the same rule.
+    """
+    for name in sorted(names):
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in NOT_SETTINGS:
+            _check_variable(name)
+
+
+def _check_variable(name: str) -> None:
+    parts = name.upper()[len(ENV_PREFIX) :].lower().split(NESTED_DELIMITER)
+    model: type[BaseModel] = AgentEventsSettings
+    for depth, part in enumerate(parts):
+        if part not in model.model_fields:
+            known = [_variable_name([*parts[:depth], field]) for field in model.model_fields]
+            close = difflib.get_close_matches(name.upper(), known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"unknown setting {name}{hint}")
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            if depth + 1 < len(parts):
+                raise ConfigError(f"unknown setting {name}: {part} has no sub-settings")
+            return
+        model = annotation
+
+
+def _variable_name(parts: list[str]) -> str:
+    return ENV_PREFIX + NESTED_DELIMITER.join(parts).upper()
+
+
+def _settings_error(exc: SettingsError) -> str:
+    match = re.search(r'field "([^"]+)"', str(exc))
+    if match is None:
+        return _one_line(str(exc))
+    section = match.group(1)
+    return (
+        f"{_variable_name([section])} is not a JSON object; give one setting per variable "
+        f"instead, e.g. {_variable_name([section, 'name'])}=value"
+    )
 
 
 # -- config files ------------------------------------------------------------------------

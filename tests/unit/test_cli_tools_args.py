@@ -319,3 +319,24 @@ def test_tail_json_envelope_writes_metadata_nested_deeper_than_pydantic_serialis
     line = json.dumps(envelope(record, event, None))
 
     assert json.loads(line)["payload"]["metadata"] == metadata
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "mentions"),
+    [
+        ("AGENT_EVENTS_CONSUMER", "notjson", "AGENT_EVENTS_CONSUMER__NAME=value"),
+        ("AGENT_EVENTS_BOOTSTRAP_SERVER", "127.0.0.1:9092", "AGENT_EVENTS_BOOTSTRAP_SERVERS"),
+    ],
+)
+@pytest.mark.parametrize("command", [["consume", "metrics"], ["tail"], ["groups", "list"]])
+def test_a_bad_environment_variable_exits_2_with_one_line(
+    variable: str,
+    value: str,
+    mentions: str,
+    command: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert main(command) == 2
+    assert mentions in _one_error_line(capsys.readouterr().err)

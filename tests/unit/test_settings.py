@@ -3,6 +3,7 @@ names, and one clear ConfigError line for every bad value."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,37 @@ def test_the_connection_of_the_settings_is_only_the_connection() -> None:
     connection = load_settings({"bootstrap_servers": "h:1", "topic": "t"}).connection()
     assert type(connection) is KafkaConnectionConfig
     assert connection.bootstrap_servers == "h:1"
+
+
+@pytest.mark.parametrize(
+    ("variable", "expected"),
+    [
+        ("AGENT_EVENTS_BOOTSTRAP_SERVER", "did you mean AGENT_EVENTS_BOOTSTRAP_SERVERS?"),
+        ("AGENT_EVENTS_CONSUMER__MAX_RETRIEZ", "did you mean AGENT_EVENTS_CONSUMER__MAX_RETRIES?"),
+        ("AGENT_EVENTS_TOPIC__NAME", "topic has no sub-settings"),
+        ("agent_events_nonsense", "unknown setting agent_events_nonsense"),
+    ],
+)
+def test_a_misspelt_environment_variable_is_refused_like_a_typo_in_a_file(
+    variable: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, "127.0.0.1:9999")
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_settings(dotenv=None)
+
+
+def test_variables_read_elsewhere_are_not_taken_for_typos(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AGENT_EVENTS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("AGENT_EVENTS_CONSUMER__MAX_RETRIES", "7")
+    assert load_settings(dotenv=None).consumer.max_retries == 7
+
+
+def test_a_section_variable_that_is_not_json_is_one_line_saying_what_to_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AGENT_EVENTS_CONSUMER", "notjson")
+    with pytest.raises(ConfigError, match="AGENT_EVENTS_CONSUMER__NAME=value") as caught:
+        load_settings(dotenv=None)
+    assert "\n" not in str(caught.value)
