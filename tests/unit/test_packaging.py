@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,13 +11,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+NOT_SOURCE = (".git", "build", "*.egg-info", ".*cache", "__pycache__", ".hypothesis", ".m2")
 PIP_WHEEL = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
 
 
 @pytest.mark.slow
 def test_wheel_installs_only_the_agent_events_namespace(tmp_path: Path) -> None:
+    # A copy, since setuptools builds in the source tree (and leaves build/ behind).
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(*NOT_SOURCE))
     subprocess.run(
-        [*PIP_WHEEL, "-w", str(tmp_path), str(ROOT)],
+        [*PIP_WHEEL, "-w", str(tmp_path), str(source)],
         check=True,
         capture_output=True,
         cwd=tmp_path,
