@@ -237,7 +237,8 @@ async def list_groups(
 ) -> list[GroupSummary]:
     """Every consumer group the cluster knows, with its state and member count, by name.
 
-    Groups named ``__agent_events_probe_*`` (left by broker capability probes) are hidden.
+    Groups named ``__agent_events_probe_*`` (left by the capability probes of older versions)
+    are hidden.
     """
     async with _admin(connection) as admin:
         if check_feature is not None:

@@ -17,6 +17,11 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from agent_events.agent_runtime.errors import BrokerUnavailable, ConfigError
+from agent_events.consumers.capabilities import (
+    connection_of,
+    detect_capabilities,
+    remember_connection,
+)
 from agent_events.producers.config import KafkaConnectionConfig
 from agent_events.producers.connect import start_with_backoff
 
@@ -27,11 +32,16 @@ __all__ = ["log_end_offsets", "scan_topic", "standalone_consumer", "topic_partit
 async def standalone_consumer(
     connection: KafkaConnectionConfig, **overrides: Any
 ) -> AsyncIterator[AIOKafkaConsumer]:
-    """A started consumer with no group: it commits nothing, ever."""
+    """A started consumer with no group: it commits nothing, ever.
+
+    The consumer remembers ``connection``, so :func:`log_end_offsets` can ask what the broker
+    behind it reports (with the same credentials) before trusting its end offsets.
+    """
     kwargs = connection.client_kwargs()
     kwargs.update(group_id=None, enable_auto_commit=False, isolation_level="read_committed")
     kwargs.update(overrides)
     consumer = AIOKafkaConsumer(**kwargs)
+    remember_connection(consumer, connection)
     await start_with_backoff(
         consumer.start,
         what="reader",
@@ -54,7 +64,8 @@ async def topic_partitions(
     """The topic's partitions (or the chosen ones), checked against the broker's metadata."""
     known = consumer.partitions_for_topic(topic)
     if not known:
-        await consumer._client.force_metadata_update()  # a topic is unknown until asked for
+        # A topic is unknown until asked for; aiokafka has no public metadata refresh.
+        await consumer._client.force_metadata_update()
         known = consumer.partitions_for_topic(topic)
     if not known:
         raise ConfigError(f"topic {topic!r} does not exist on the broker")
@@ -70,15 +81,28 @@ async def topic_partitions(
 async def log_end_offsets(
     consumer: AIOKafkaConsumer, tps: list[TopicPartition], *, timeout_s: float = 30.0
 ) -> dict[TopicPartition, int]:
-    """The next offset of each partition, checked against a fetch's high watermark.
+    """The next offset of each partition (the last stable offset under ``read_committed``).
 
-    Some brokers (Tansu) answer ``ListOffsets(latest)`` with the base offset of the last
-    record *batch* plus one (a topic of 110 records written in one batch "ends" at 1),
-    while the high watermark in their fetch responses is right. So one fetch at the listed
-    end minus one is made, and the larger answer kept (the last stable offset under
-    ``read_committed``). Changes the consumer's assignment.
+    Apache Kafka's ``ListOffsets(latest)`` answer is used as it is. Some brokers (Tansu)
+    answer it with the base offset of the last record *batch* plus one (a topic of 110
+    records written in one batch "ends" at 1), while the high watermark in their fetch
+    responses is right: where the broker's capabilities say so (or are unknown, for a
+    consumer not made by :func:`standalone_consumer`), one fetch at the listed end minus one
+    is made and the larger answer kept, which changes the consumer's assignment.
     """
     listed: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+    connection = connection_of(consumer)
+    if connection is not None and (await detect_capabilities(connection)).end_offsets:
+        return dict(listed)
+    return await _ends_from_fetch(consumer, tps, listed, timeout_s)
+
+
+async def _ends_from_fetch(
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    listed: dict[TopicPartition, int],
+    timeout_s: float,
+) -> dict[TopicPartition, int]:
     begin: dict[TopicPartition, int] = await consumer.beginning_offsets(tps)
     probe = [tp for tp in tps if listed[tp] > begin[tp]]
     if not probe:
@@ -117,17 +141,7 @@ async def scan_topic(
     scan (:func:`log_end_offsets`). Records of one partition come in offset order.
     """
     end = stop if stop is not None else await log_end_offsets(consumer, tps)
-    consumer.assign(tps)
-    begin = await consumer.beginning_offsets(tps)
-    remaining: set[TopicPartition] = set()
-    for tp in tps:
-        first = max(begin[tp], (start or {}).get(tp, begin[tp]))
-        if first < end[tp]:
-            consumer.seek(tp, first)
-            remaining.add(tp)
-    if not remaining:
-        return
-    consumer.pause(*[tp for tp in tps if tp not in remaining])
+    remaining = await _seek_to_start(consumer, tps, start or {}, end)
     while remaining:
         batch = await consumer.getmany(*remaining, timeout_ms=500)
         for tp, records in batch.items():
@@ -137,9 +151,26 @@ async def scan_topic(
                 if record.offset >= end[tp]:
                     break
                 yield record
+        for tp in list(remaining):
             if await consumer.position(tp) >= end[tp]:
                 remaining.discard(tp)
                 consumer.pause(tp)
-        for tp in list(remaining):
-            if not batch.get(tp) and await consumer.position(tp) >= end[tp]:
-                remaining.discard(tp)
+
+
+async def _seek_to_start(
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    start: dict[TopicPartition, int],
+    end: dict[TopicPartition, int],
+) -> set[TopicPartition]:
+    """Assign ``tps``, seek each to its start; return those with records before their end."""
+    consumer.assign(tps)
+    begin = await consumer.beginning_offsets(tps)
+    remaining: set[TopicPartition] = set()
+    for tp in tps:
+        first = max(begin[tp], start.get(tp, begin[tp]))
+        if first < end[tp]:
+            consumer.seek(tp, first)
+            remaining.add(tp)
+    consumer.pause(*[tp for tp in tps if tp not in remaining])
+    return remaining

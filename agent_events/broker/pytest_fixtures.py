@@ -1,6 +1,10 @@
 """Pytest fixtures and hooks that run one behavioural suite on every broker kind.
 
-``tests/conftest.py`` imports the names below; nothing else in the package imports this module.
+A pytest plugin: ``pip install agent-events[testing]`` registers it (entry point
+``pytest11``, named after this module), so a user's own tests can take ``broker`` and run on a
+real local Apache Kafka (and Tansu). ``-p no:agent_events.broker.pytest_fixtures`` turns it
+off; without the entry point, ``pytest_plugins = ["agent_events.broker.pytest_fixtures"]`` in a
+top-level ``conftest.py`` loads it. Nothing in the product imports this module (or pytest).
 
 Fixtures:
 
@@ -74,6 +78,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Declare the markers this plugin reads, so ``--strict-markers`` accepts them."""
+    for line in (
+        "integration: needs a real Kafka broker",
+        "broker_kinds(*kinds): run against each named broker kind (kafka, tansu)",
+        "needs(feature): needs a broker feature; skipped, with the reason, where it is missing",
+        "cluster: needs the 3-node Apache Kafka cluster (failover tests)",
+    ):
+        config.addinivalue_line("markers", line)
+
+
 def _kind_availability(config: pytest.Config) -> dict[str, str | None]:
     """kind -> None if it can run here, else why not (computed once per session)."""
     if _KINDS_KEY not in config.stash:
@@ -104,8 +119,12 @@ def _selected_kinds(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize every test that needs ``broker`` over the selected kinds."""
-    if "broker" not in metafunc.fixturenames:
+    """Parametrize every test that needs this plugin's ``broker`` over the selected kinds.
+
+    A test whose ``broker`` is another fixture (a user's own, or another plugin's) is left
+    alone.
+    """
+    if "broker" not in metafunc.fixturenames or not _uses_this_broker(metafunc):
         return
     config = metafunc.config
     selected = kinds = _selected_kinds(config)
@@ -137,6 +156,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             )
         ]
     metafunc.parametrize("broker", params, indirect=True, scope="session")
+
+
+def _uses_this_broker(metafunc: pytest.Metafunc) -> bool:
+    # pytest has no public way to ask which fixture a name resolves to.
+    definitions = getattr(metafunc, "_arg2fixturedefs", {}).get("broker") or ()
+    if not definitions:
+        return True
+    return getattr(definitions[-1].func, "__module__", None) == __name__
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

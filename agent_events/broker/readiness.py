@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError as AIOKafkaError
 
 from agent_events.broker._process import port_accepts
 
@@ -68,7 +69,7 @@ async def wait_until_serving(
         if await port_accepts(host, port, timeout_s=min(0.5, remaining)):
             try:
                 ids = await metadata_broker_ids(bootstrap, timeout_s=max(0.5, min(5.0, remaining)))
-            except Exception as exc:  # any failure here means "not yet"
+            except (AIOKafkaError, OSError, TimeoutError) as exc:  # each means "not yet"
                 last_error = f"metadata request failed: {exc!r}"
             else:
                 if len(ids) >= expected_brokers:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,8 +26,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from agent_events.agent_runtime.errors import BrokerUnavailable
-from agent_events.broker.capabilities import probe_capabilities, require
+from agent_events.consumers.capabilities import connection_of, detect_capabilities, require
 from agent_events.consumers.scan import log_end_offsets
+from agent_events.producers.config import KafkaConnectionConfig
 
 __all__ = ["OffsetSpec", "parse_offset", "read_records", "start_offsets"]
 
@@ -81,15 +82,16 @@ async def start_offsets(
 
     An absolute offset is clamped into the partition's range. A timestamp needs exact
     ``offsets_for_times``: on a broker without it this raises ``UnsupportedByBroker`` rather
-    than silently starting elsewhere.
+    than silently starting elsewhere. The broker's features are read from what it reports,
+    over the consumer's own connection (``bootstrap`` only for a consumer made elsewhere).
     """
     begin = await consumer.beginning_offsets(tps)
     if spec.kind == "beginning":
         return dict(begin)
     if spec.kind == "timestamp":
-        require(
-            await probe_capabilities(bootstrap), "offsets_for_times", operation="--offset s@<ms>"
-        )
+        connection = connection_of(consumer) or KafkaConnectionConfig(bootstrap_servers=bootstrap)
+        caps = await detect_capabilities(connection)
+        require(caps, "offsets_for_times", operation="--offset s@<ms>")
         found = await consumer.offsets_for_times(dict.fromkeys(tps, spec.value))
         end = await log_end_offsets(consumer, tps)
         return {tp: (found[tp].offset if found.get(tp) else end[tp]) for tp in tps}
@@ -107,6 +109,32 @@ def _end_of(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
         return stable
     highwater: int | None = consumer.highwater(tp)
     return highwater
+
+
+def _records_before_end(
+    batch: dict[TopicPartition, list[Any]], ends: dict[TopicPartition, int]
+) -> Iterator[Any]:
+    for tp, records in batch.items():
+        end = ends.get(tp)
+        for record in records:
+            if end is not None and record.offset >= end:
+                break
+            yield record
+
+
+async def _drop_finished(
+    consumer: AIOKafkaConsumer, remaining: set[TopicPartition], ends: dict[TopicPartition, int]
+) -> None:
+    """Pause and drop from ``remaining`` every partition whose position reached its end."""
+    for tp in list(remaining):
+        if tp not in ends:
+            seen = _end_of(consumer, tp)
+            if seen is None:
+                continue
+            ends[tp] = seen
+        if await consumer.position(tp) >= ends[tp]:
+            remaining.discard(tp)
+            consumer.pause(tp)
 
 
 async def read_records(
@@ -133,24 +161,12 @@ async def read_records(
         if until_end and not remaining:
             return
         batch = await consumer.getmany(timeout_ms=_POLL_MS)
-        for tp, records in batch.items():
-            end = ends.get(tp)
-            for record in records:
-                if end is not None and record.offset >= end:
-                    break
-                yield record
+        for record in _records_before_end(batch, ends):
+            yield record
         if not until_end:
             continue
-        for tp in list(remaining):
-            if tp not in ends:
-                seen = _end_of(consumer, tp)
-                if seen is None:
-                    continue
-                ends[tp] = seen
-            if await consumer.position(tp) >= ends[tp]:
-                remaining.discard(tp)
-                consumer.pause(tp)
-        if remaining and time.monotonic() - first_poll > _END_WAIT_S and not ends:
+        await _drop_finished(consumer, remaining, ends)
+        if remaining and not ends and time.monotonic() - first_poll > _END_WAIT_S:
             raise BrokerUnavailable(
                 f"the broker reported no end offset for {sorted(str(tp) for tp in remaining)} "
                 f"within {_END_WAIT_S:g} s; check that it serves the topic"

@@ -110,7 +110,7 @@ def list_command(
 ) -> None:
     """List consumer groups with their state and number of members."""
     conn = connection(bootstrap_servers, config_file, connect_timeout)
-    check = broker_check(conn.bootstrap_servers)
+    check = broker_check(conn)
     with quiet_client_logs():
         groups = asyncio.run(list_groups(conn, check_feature=check))
     if as_json:
@@ -170,7 +170,7 @@ def describe_command(
 ) -> None:
     """Members, assignment, committed offset, end offset and lag per partition."""
     conn = connection(bootstrap_servers, config_file, connect_timeout)
-    check = broker_check(conn.bootstrap_servers)
+    check = broker_check(conn)
     with quiet_client_logs():
         description = asyncio.run(describe_group(conn, group, check_feature=check))
     if as_json:
@@ -236,7 +236,7 @@ def reset_offsets_command(
         shift_by=shift_by,
     )
     conn = connection(bootstrap_servers, config_file, connect_timeout)
-    check = broker_check(conn.bootstrap_servers)
+    check = broker_check(conn)
 
     async def run() -> list[OffsetChange]:
         changes = await plan_offset_reset(conn, group, scope, strategy, check_feature=check)

@@ -34,7 +34,6 @@ from rich.progress import (
 from rich.text import Text
 
 from agent_events.agent_runtime.errors import ConfigError
-from agent_events.broker.capabilities import probe_capabilities, require
 from agent_events.cli._common import (
     AsJson,
     BootstrapServers,
@@ -43,6 +42,7 @@ from agent_events.cli._common import (
     Topic,
     tool_settings,
 )
+from agent_events.consumers.capabilities import detect_capabilities, require
 from agent_events.consumers.handlers import EventSourcingHandler, SQLiteEventStore
 from agent_events.consumers.replay import (
     FeatureCheck,
@@ -91,23 +91,26 @@ def format_columns(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> 
     )
 
 
-def broker_check(bootstrap_servers: str) -> FeatureCheck:
-    """A :class:`FeatureCheck` that probes the broker once (cached) and refuses what it lacks."""
+def broker_check(connection: KafkaConnectionConfig) -> FeatureCheck:
+    """A :class:`FeatureCheck` that refuses what the broker lacks.
+
+    Read-only: the broker's features come from its ``ApiVersions`` answer, asked once with
+    ``connection``'s own security settings (no probe topic, group or producer).
+    """
 
     async def check(feature: str, *, operation: str) -> None:
-        require(await probe_capabilities(bootstrap_servers), feature, operation=operation)
+        require(await detect_capabilities(connection), feature, operation=operation)
 
     return check
 
 
 @contextmanager
 def quiet_client_logs() -> Iterator[None]:
-    """Keep aiokafka's and the probe's log lines off a command's stderr.
+    """Keep aiokafka's and the capability check's log lines off a command's stderr.
 
-    A broker that lacks a feature makes aiokafka log tracebacks while it is probed; the
-    command reports the outcome itself, in one line.
+    The command reports what a broker lacks itself, in one line.
     """
-    loggers = [logging.getLogger(n) for n in ("aiokafka", "agent_events.broker.capabilities")]
+    loggers = [logging.getLogger(n) for n in ("aiokafka", "agent_events.consumers.capabilities")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
@@ -272,7 +275,7 @@ async def _run(
     dry_run: bool,
     as_json: bool,
 ) -> None:
-    check = broker_check(connection.bootstrap_servers)
+    check = broker_check(connection)
     plan = await plan_replay(connection, spec, check_feature=check)
     err = Console(stderr=True, soft_wrap=True)
     if dry_run:

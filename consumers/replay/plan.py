@@ -8,10 +8,11 @@ Two brokers answer offset questions wrongly, and both are handled here rather th
 
 * some brokers (Tansu) answer ``ListOffsets(latest)`` with the base offset of the last
   record *batch* plus one, so a topic of 110 records written in one batch "ends" at 1;
-  :func:`consumers.scan.log_end_offsets` checks the answer against a fetch;
+  :func:`consumers.scan.log_end_offsets` checks the answer against a fetch where the
+  broker's capabilities say it must;
 * some brokers answer ``offsets_for_times`` with offset 0 whatever the timestamp. A plan
   that needs timestamps first awaits the ``check_feature`` the caller passes (the CLI's
-  probes the broker with ``agent_events.broker.capabilities`` and raises
+  reads the broker's features with ``agent_events.consumers.capabilities`` and raises
   :class:`~agent_runtime.errors.UnsupportedByBroker` there).
 """
 
@@ -45,8 +46,8 @@ __all__ = ["FeatureCheck", "PartitionRange", "ReplayPlan", "resolve_plan"]
 class FeatureCheck(Protocol):
     """Raises if the broker lacks ``feature`` (a name of ``agent_events.broker.FEATURES``).
 
-    Called only once the broker answered, so a probe behind it (the CLI probes with
-    ``probe_capabilities`` and raises with ``require``) never mistakes an unreachable
+    Called only once the broker answered, so a check behind it (the CLI's reads the broker's
+    ``ApiVersions`` with ``detect_capabilities`` and raises with ``require``) never mistakes an unreachable
     broker for one that lacks the feature.
     """
 
