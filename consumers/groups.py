@@ -19,13 +19,12 @@ described wrongly.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Collection, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError as AIOKafkaError
@@ -36,7 +35,7 @@ from agent_events.consumers.replay.plan import FeatureCheck
 from agent_events.consumers.replay.spec import epoch_ms
 from agent_events.consumers.scan import log_end_offsets, standalone_consumer, topic_partitions
 from agent_events.producers.config import KafkaConnectionConfig
-from agent_events.producers.connect import start_with_backoff
+from agent_events.transport import admin_client, backend_for, start_client
 
 __all__ = [
     "GroupDescription",
@@ -196,20 +195,8 @@ class OffsetChange:
         }
 
 
-@asynccontextmanager
-async def _admin(connection: KafkaConnectionConfig) -> AsyncIterator[AIOKafkaAdminClient]:
-    admin = AIOKafkaAdminClient(**connection.client_kwargs())
-    await start_with_backoff(
-        admin.start,
-        what="admin client",
-        bootstrap_servers=connection.bootstrap_servers,
-        deadline_s=connection.connect_timeout_s,
-        close=admin.close,
-    )
-    try:
-        yield admin
-    finally:
-        await admin.close()
+def _admin(connection: KafkaConnectionConfig) -> AbstractAsyncContextManager[AIOKafkaAdminClient]:
+    return admin_client(connection, what="admin client")
 
 
 async def _describe_raw(admin: AIOKafkaAdminClient, group_id: str) -> dict[str, Any]:
@@ -398,16 +385,10 @@ async def execute_offset_reset(
     offsets = {
         TopicPartition(c.topic, c.partition): OffsetAndMetadata(c.new_offset, "") for c in changes
     }
-    kwargs = connection.client_kwargs()
-    kwargs.update(group_id=group_id, enable_auto_commit=False)
-    consumer = AIOKafkaConsumer(**kwargs)
-    await start_with_backoff(
-        consumer.start,
-        what=f"offset reset of group {group_id}",
-        bootstrap_servers=connection.bootstrap_servers,
-        deadline_s=connection.connect_timeout_s,
-        close=consumer.stop,
+    consumer = backend_for(connection).consumer(
+        connection, (), {"group_id": group_id, "enable_auto_commit": False}
     )
+    await start_client(consumer, connection, what=f"offset reset of group {group_id}")
     try:
         consumer.assign(list(offsets))  # assign, never subscribe: the reset does not join
         await consumer.commit(offsets)

@@ -23,7 +23,7 @@ from agent_events.consumers.capabilities import (
     remember_connection,
 )
 from agent_events.producers.config import KafkaConnectionConfig
-from agent_events.producers.connect import start_with_backoff
+from agent_events.transport import backend_for, start_client
 
 __all__ = ["log_end_offsets", "scan_topic", "standalone_consumer", "topic_partitions"]
 
@@ -37,18 +37,15 @@ async def standalone_consumer(
     The consumer remembers ``connection``, so :func:`log_end_offsets` can ask what the broker
     behind it reports (with the same credentials) before trusting its end offsets.
     """
-    kwargs = connection.client_kwargs()
-    kwargs.update(group_id=None, enable_auto_commit=False, isolation_level="read_committed")
-    kwargs.update(overrides)
-    consumer = AIOKafkaConsumer(**kwargs)
+    options: dict[str, Any] = {
+        "group_id": None,
+        "enable_auto_commit": False,
+        "isolation_level": "read_committed",
+        **overrides,
+    }
+    consumer = backend_for(connection).consumer(connection, (), options)
     remember_connection(consumer, connection)
-    await start_with_backoff(
-        consumer.start,
-        what="reader",
-        bootstrap_servers=connection.bootstrap_servers,
-        deadline_s=connection.connect_timeout_s,
-        close=consumer.stop,
-    )
+    await start_client(consumer, connection, what="reader")
     # aiokafka's group-less coordinator starts a task in start(); stop() before that task
     # first ran raises CancelledError and leaves the client open. Let it run once.
     await asyncio.sleep(0)

@@ -28,8 +28,8 @@ from agent_events.agent_runtime.event_bus import EventBus, Handler
 from agent_events.agent_runtime.events import EventType, SystemEvent
 from agent_events.consumers.runtime import HandlerSpec
 from agent_events.producers.config import KafkaConnectionConfig
-from agent_events.producers.connect import start_with_backoff
 from agent_events.producers.partitioner import SessionKeyPartitioner
+from agent_events.transport import backend_for, start_client
 
 __all__ = ["HandlerSink", "JsonLinesSink", "ReplaySink", "ServiceSink", "TopicSink"]
 
@@ -155,19 +155,13 @@ class TopicSink(ReplaySink):
         return f"topic {self.topic}"
 
     async def open(self) -> None:
-        producer = AIOKafkaProducer(
-            acks="all",
-            linger_ms=self.linger_ms,
-            partitioner=SessionKeyPartitioner(),
-            **self.connection.client_kwargs(),
-        )
-        await start_with_backoff(
-            producer.start,
-            what="replay producer",
-            bootstrap_servers=self.connection.bootstrap_servers,
-            deadline_s=self.connection.connect_timeout_s,
-            close=producer.stop,
-        )
+        options = {
+            "acks": "all",
+            "linger_ms": self.linger_ms,
+            "partitioner": SessionKeyPartitioner(),
+        }
+        producer = backend_for(self.connection).producer(self.connection, options)
+        await start_client(producer, self.connection, what="replay producer")
         # A metadata request naming an unknown topic would auto-create it on most brokers;
         # one for every topic creates nothing.
         await producer.client.force_metadata_update()
