@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 
 from agent_events.agent_runtime.errors import ConfigError, ProduceError
 from agent_events.agent_runtime.event_bus import EventBus, Handler
-from agent_events.agent_runtime.events import EventType, SystemEvent
+from agent_events.agent_runtime.events import EventType, SystemEvent, event_as_json
 from agent_events.consumers.runtime import HandlerSpec
 from agent_events.producers.config import KafkaConnectionConfig
 from agent_events.producers.partitioner import SessionKeyPartitioner
@@ -239,7 +239,7 @@ class JsonLinesSink(ReplaySink):
             "ts": record.timestamp,
             "headers": {k: v.decode("utf-8", "replace") for k, v in record.headers or ()},
             "key": record.key.decode("utf-8", "replace") if record.key is not None else None,
-            "payload": event.model_dump(mode="json"),
+            "payload": event_as_json(event),
         }
         self._lines.append(json.dumps(envelope, ensure_ascii=False, separators=(",", ":")))
         if len(self._lines) >= self._chunk:

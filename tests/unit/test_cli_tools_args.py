@@ -340,3 +340,30 @@ def test_a_bad_environment_variable_exits_2_with_one_line(
     monkeypatch.setenv(variable, value)
     assert main(command) == 2
     assert mentions in _one_error_line(capsys.readouterr().err)
+
+
+async def test_json_lines_sink_writes_metadata_nested_deeper_than_pydantic_serialises(
+    tmp_path: Path,
+) -> None:
+    import json
+    from types import SimpleNamespace
+
+    from agent_events.agent_runtime.events import EventType, SystemEvent
+    from agent_events.consumers.replay import JsonLinesSink
+    from agent_events.schemas import decode_event, encode_event
+
+    metadata: dict[str, object] = {"leaf": 1}
+    for _ in range(400):
+        metadata = {"x": metadata}
+    plain = SystemEvent(event_type=EventType.AGENT_STARTED, agent_id="a", session_id="s")
+    deep = SystemEvent.model_construct(**{**dict(plain), "metadata": metadata})
+    event = decode_event(encode_event(deep))
+    record = SimpleNamespace(topic="t", partition=0, offset=7, timestamp=1, headers=[], key=b"s")
+    sink = JsonLinesSink(tmp_path / "out.jsonl")
+
+    await sink.open()
+    await sink.write(record, event)
+    await sink.close()
+
+    (line,) = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert json.loads(line)["payload"]["metadata"] == metadata
