@@ -30,6 +30,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from enum import StrEnum
 from pathlib import Path
@@ -256,17 +257,8 @@ async def _run_demo(
 ) -> DemoSnapshot:
     started = time.monotonic()
     async with AsyncExitStack() as stack:
-        if use_existing:
-            bootstrap, broker = base.bootstrap_servers, "the cluster"
-        else:
-            bootstrap, broker = await _start_broker(stack, kind)
-        broker = f"{broker} at {bootstrap}"
-        settings = load_settings({**base.model_dump(), "bootstrap_servers": bootstrap})
-        names = [settings.topic, *([settings.dlq_topic] if settings.dlq_topic else [])]
-        missing = await missing_topics(settings.connection(), names)
-        if missing:  # topics that exist are used as they are
-            specs = [TopicSpec(name, partitions) for name in missing]
-            await ensure_topics(settings.connection(), specs)
+        settings, broker = await _cluster(stack, base, use_existing, kind, partitions)
+        bootstrap = settings.bootstrap_servers
         hosts = []
         for name in services:
             own = _service_settings(settings, bootstrap, name, run_id, folder, slow_threshold_ms)
@@ -320,13 +312,12 @@ async def _run_demo(
                     await bus.join()
                     await producer.flush()
                     limit = _CATCH_UP_AFTER_SIGNAL_S if signalled else _CATCH_UP_S
-                    deadline = time.monotonic() + limit
-                    while any(_done(h, read) < producer.stats.acknowledged for h in hosts):
-                        if time.monotonic() > deadline:
-                            break
-                        if view is not None:
-                            view.update(render_live(await snapshot("stopping: services catch up")))
-                        await asyncio.sleep(_REFRESH_S)  # polls counters owned by other tasks
+                    await _catch_up(
+                        lambda: all(_done(h, read) >= producer.stats.acknowledged for h in hosts),
+                        limit,
+                        snapshot,
+                        view,
+                    )
                     final = await snapshot()
                     if view is not None:
                         view.update(render_live(final))
@@ -335,6 +326,37 @@ async def _run_demo(
         except BaseExceptionGroup as group_error:
             raise _first_error(group_error) from None
     return final
+
+
+async def _cluster(
+    stack: AsyncExitStack,
+    base: AgentEventsSettings,
+    use_existing: bool,
+    kind: Kind,
+    partitions: int,
+) -> tuple[AgentEventsSettings, str]:
+    """The settings for the broker the demo uses (started here unless given) and its label."""
+    if use_existing:
+        bootstrap, broker = base.bootstrap_servers, "the cluster"
+    else:
+        bootstrap, broker = await _start_broker(stack, kind)
+    settings = load_settings({**base.model_dump(), "bootstrap_servers": bootstrap})
+    names = [settings.topic, *([settings.dlq_topic] if settings.dlq_topic else [])]
+    missing = await missing_topics(settings.connection(), names)
+    if missing:  # topics that exist are used as they are
+        await ensure_topics(settings.connection(), [TopicSpec(n, partitions) for n in missing])
+    return settings, f"{broker} at {bootstrap}"
+
+
+async def _catch_up(
+    caught_up: Callable[[], bool], limit_s: float, snapshot: Any, view: Live | None
+) -> None:
+    """Wait up to ``limit_s`` for the services to handle what was acknowledged."""
+    deadline = time.monotonic() + limit_s
+    while not caught_up() and time.monotonic() <= deadline:
+        if view is not None:
+            view.update(render_live(await snapshot("stopping: services catch up")))
+        await asyncio.sleep(_REFRESH_S)  # polls counters owned by other tasks
 
 
 async def _watch(

@@ -15,6 +15,7 @@ import asyncio
 import json
 import sys
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -88,44 +89,50 @@ async def _produce(source: str, config: ProducerConfig, dry_run: bool) -> dict[s
         sys.stdin if source == "-" else await asyncio.to_thread(open, source, encoding="utf-8")
     )
     partitions: Counter[int] = Counter()
-    events = 0
-    producer = None if dry_run else KafkaEventProducer(config)
-    pending: list[asyncio.Future[Any]] = []
-    number = 0
     try:
-        if producer is not None:
-            await producer.start()
-        # One line at a time, so a live pipe's events go out as they come.
-        while line := await asyncio.to_thread(stream.readline):
-            number += 1
-            if not line.strip():
-                continue
-            try:
-                event = parse_event_line(line, number)
-            except ConfigError as exc:
-                if producer is not None:
-                    await _settle(pending, partitions)
-                    sent = sum(partitions.values())
-                    raise ConfigError(f"{exc}; the {sent} events before it were sent") from None
-                raise
-            events += 1
-            if producer is not None:
-                pending.append(await producer.send(event))
-                if len(pending) >= _SETTLE_EVERY:
-                    await _settle(pending, partitions)
-        if producer is not None:
-            await _settle(pending, partitions)
+        if dry_run:
+            events = len([event async for event in _events_of(stream)])
+        else:
+            events = await _send_all(_events_of(stream), config, partitions)
     finally:
         if stream is not sys.stdin:
             stream.close()
-        if producer is not None:
-            await producer.stop()
     return {
         "events": events,
         "topic": config.topic,
         "dry_run": dry_run,
         "partitions": dict(partitions),
     }
+
+
+async def _events_of(stream: IO[str]) -> AsyncIterator[SystemEvent]:
+    """The events of ``stream``, one line at a time, so a live pipe's events go out as they come."""
+    number = 0
+    while line := await asyncio.to_thread(stream.readline):
+        number += 1
+        if line.strip():
+            yield parse_event_line(line, number)
+
+
+async def _send_all(
+    events: AsyncIterator[SystemEvent], config: ProducerConfig, partitions: Counter[int]
+) -> int:
+    """Send every event; returns how many. A bad line stops it after what came before is acked."""
+    sent = 0
+    pending: list[asyncio.Future[Any]] = []
+    async with KafkaEventProducer(config) as producer:
+        try:
+            async for event in events:
+                sent += 1
+                pending.append(await producer.send(event))
+                if len(pending) >= _SETTLE_EVERY:
+                    await _settle(pending, partitions)
+        except ConfigError as exc:
+            await _settle(pending, partitions)
+            acked = sum(partitions.values())
+            raise ConfigError(f"{exc}; the {acked} events before it were sent") from None
+        await _settle(pending, partitions)
+    return sent
 
 
 async def _settle(pending: list[asyncio.Future[Any]], partitions: Counter[int]) -> None:
