@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ from agent_events.producers.headers import Headers, header_value
 
 __all__ = [
     "ERROR_HEADER_PREFIX",
+    "REDRIVE_COUNT_HEADER",
     "REDRIVE_FOR_GROUP_HEADER",
     "DeadLetter",
     "DeadLetterPublisher",
@@ -41,7 +42,7 @@ REDRIVE_FOR_GROUP_HEADER = "__agent_events.redrive.for.group"
 REDRIVE_COUNT_HEADER = "__agent_events.redrive.count"
 _MAX_STACKTRACE = 8_000
 
-Stage = Literal["decode", "handle", "produce"]
+Stage = Literal["decode", "handle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +156,6 @@ class DeadLetterPublisher(AsyncResource):
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._backoff_max)
-
-
-RedriveFilter = Callable[[dict[str, str], Sequence[tuple[str, bytes]]], bool]
 
 
 def redrive_headers(headers: Sequence[tuple[str, bytes]], *, for_group: str | None) -> Headers:

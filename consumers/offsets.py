@@ -52,8 +52,3 @@ class OffsetTracker:
     def committed(self, offset: int) -> None:
         """Record that ``offset`` was committed to the group."""
         self._last_committed = offset
-
-    def forget_pending(self) -> None:
-        """Drop taken-but-unfinished records (abandoned on revocation)."""
-        self._taken.clear()
-        self._done.clear()

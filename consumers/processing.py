@@ -4,8 +4,10 @@ For every record, in this order:
 
 1. Skip it if it is a re-drive meant for another consumer group (that group
    failed it; this one handled it the first time).
-2. Decode it; a record that cannot be decoded goes to the DLQ at once
-   (stage ``decode``): retrying cannot fix bytes.
+2. Decode it; a record that cannot be decoded (tombstone, empty, garbage) goes to
+   the DLQ at once (stage ``decode``): retrying cannot fix bytes.
+
+Steps 1 and 2 are :func:`consumers.intake.admit`, shared with the window processor.
 3. Dispatch the event to the handlers (``EventBus.dispatch``).
 4. Retry only the handlers that failed, with exponential backoff, at most
    ``max_retries`` times (handlers that succeeded are not run again).
@@ -29,12 +31,11 @@ from typing import Protocol, TypeAlias, runtime_checkable
 
 from aiokafka.structs import ConsumerRecord
 
-from agent_events.agent_runtime.errors import DecodeError
 from agent_events.agent_runtime.event_bus import DispatchResult, EventBus
 from agent_events.agent_runtime.events import SystemEvent
 from agent_events.consumers.config import ConsumerConfig
-from agent_events.consumers.dlq import REDRIVE_FOR_GROUP_HEADER, DeadLetter
-from agent_events.producers.headers import header_value
+from agent_events.consumers.dlq import DeadLetter
+from agent_events.consumers.intake import Skip, admit
 from agent_events.schemas.codec import EventCodec
 
 __all__ = [
@@ -117,17 +118,14 @@ class RecordProcessor:
             await self._process(record)
 
     async def _process(self, record: Record) -> None:
-        target_group = header_value(record.headers, REDRIVE_FOR_GROUP_HEADER)
-        if target_group is not None and target_group.decode() != self._config.group_id:
+        admitted = admit(record, self._codec, group_id=self._config.group_id, handler=None)
+        if isinstance(admitted, Skip):
             self.stats.skipped += 1
-            return
-        try:
-            event = self._codec.decode(record.value or b"")
-        except DecodeError as exc:
+        elif isinstance(admitted, DeadLetter):
             self.stats.decode_errors += 1
-            await self._dead_letter(record, "decode", exc, handler=None, retries=0, first_ms=None)
-            return
-        await self._handle(record, event)
+            await self._send_dead_letter(record, admitted)
+        else:
+            await self._handle(record, admitted)
 
     async def _handle(self, record: Record, event: SystemEvent) -> None:
         started = time.perf_counter()
@@ -156,38 +154,6 @@ class RecordProcessor:
             self.stats.failed_by_handler[name] = self.stats.failed_by_handler.get(name, 0) + 1
         error = failures[0].error
         assert error is not None
-        await self._dead_letter(
-            record,
-            "handle",
-            error,
-            handler=",".join(o.handler_name for o in failures),
-            retries=retries,
-            first_ms=first_failure_ms,
-        )
-
-    async def _dead_letter(
-        self,
-        record: Record,
-        stage: str,
-        error: BaseException,
-        *,
-        handler: str | None,
-        retries: int,
-        first_ms: int | None,
-    ) -> None:
-        self.stats.dead_lettered += 1
-        if self._observer is not None:
-            self._observer.record_dead_lettered(record, stage)
-        if self._dead_letters is None:
-            logger.error(
-                "record %s[%d]@%d failed at %s (%s) and no DLQ is configured: skipped",
-                record.topic,
-                record.partition,
-                record.offset,
-                stage,
-                error,
-            )
-            return
         letter = DeadLetter(
             topic=record.topic,
             partition=record.partition,
@@ -195,22 +161,39 @@ class RecordProcessor:
             key=record.key,
             value=record.value,
             headers=list(record.headers or ()),
-            stage="decode" if stage == "decode" else "handle",
+            stage="handle",
             error=error,
             consumer_group=self._config.group_id,
-            handler=handler,
+            handler=",".join(o.handler_name for o in failures),
             retry_count=retries,
-            first_failure_ms=first_ms,
+            first_failure_ms=first_failure_ms,
         )
+        await self._send_dead_letter(record, letter)
+
+    async def _send_dead_letter(self, record: Record, letter: DeadLetter) -> None:
+        """Step 2 or 5: count, then write ``letter`` and wait for its acknowledgement."""
+        self.stats.dead_lettered += 1
+        if self._observer is not None:
+            self._observer.record_dead_lettered(record, letter.stage)
+        if self._dead_letters is None:
+            logger.error(
+                "record %s[%d]@%d failed at %s (%s) and no DLQ is configured: skipped",
+                record.topic,
+                record.partition,
+                record.offset,
+                letter.stage,
+                letter.error,
+            )
+            return
         await self._dead_letters.publish(letter)
         logger.warning(
             "record %s[%d]@%d dead-lettered at stage %s: %s: %s",
             record.topic,
             record.partition,
             record.offset,
-            stage,
-            type(error).__name__,
-            error,
+            letter.stage,
+            type(letter.error).__name__,
+            letter.error,
         )
 
 

@@ -6,8 +6,12 @@ its beginning to its end as it was at the start (a bounded scan: no group, nothi
 and following each (producer, session) stream tells:
 
 * **gap**: sequence numbers that never appeared (a lost record);
-* **duplicate**: a number seen twice (a retried send written twice, or a re-drive);
+* **duplicate**: a number seen twice (a retried send written twice);
 * **reorder**: a missing number that showed up later, at a higher offset (records swapped).
+
+A record sent back from the dead-letter topic (``agent-events dlq redrive``: it carries
+the re-drive count header) repeats a number on purpose: it is counted as a **re-drive**,
+not as a duplicate, and does not fail the check.
 
 A stream that starts again at 1 with a different first record is a producer that forgot the
 session (its sequence cache is bounded) and is counted as a restart, not as a problem.
@@ -40,6 +44,7 @@ from agent_events.cli._common import (
     tool_settings,
 )
 from agent_events.cli._reader import OffsetSpec, read_records, start_offsets
+from agent_events.consumers.intake import is_redrive
 from agent_events.consumers.scan import standalone_consumer, topic_partitions
 from agent_events.producers.config import KafkaConnectionConfig
 from agent_events.producers.headers import PRODUCER_ID_HEADER, SEQUENCE_HEADER, header_value
@@ -88,6 +93,8 @@ class OrderReport:
 
     records: int = 0
     unsequenced: int = 0
+    redrives: int = 0
+    """Records re-driven from the DLQ (a repeat on purpose, not a problem)."""
     restarts: int = 0
     sessions: int = 0
     streams: int = 0
@@ -109,6 +116,7 @@ class OrderReport:
             "gaps": self.counts["gap"],
             "duplicates": self.counts["duplicate"],
             "reorders": self.counts["reorder"],
+            "redrives": self.redrives,
             "problems": [p.to_json() for p in self.problems],
         }
 
@@ -131,6 +139,9 @@ class OrderChecker:
         raw_pid = header_value(record.headers, PRODUCER_ID_HEADER)
         if raw_seq is None or raw_pid is None or not raw_seq.isdigit():
             report.unsequenced += 1
+            return
+        if is_redrive(record.headers):
+            report.redrives += 1  # its original was checked where it was first written
             return
         seq = int(raw_seq)
         pid = raw_pid.decode("utf-8", "replace")
@@ -235,7 +246,10 @@ def verify_order_command(
     as_json: AsJson = False,
     connect_timeout: ConnectTimeout = None,
 ) -> None:
-    """Report per-session gaps, duplicates and reorders from the sequence headers (exit 1 if any)."""
+    """Report per-session gaps, duplicates and reorders from the sequence headers (exit 1 if any).
+
+    Records re-driven from the DLQ are counted as re-drives, not duplicates.
+    """
     settings = tool_settings(bootstrap_servers, config_file, connect_timeout, topic=topic)
     conn, topic_name = settings.connection(), settings.topic
     err = Console(stderr=True)
@@ -273,7 +287,8 @@ def _print_report(topic: str, report: OrderReport) -> None:
     console.print(
         f"{topic}: {verdict}: {report.records} records, {report.sessions} sessions, "
         f"{report.counts['gap']} gaps, {report.counts['duplicate']} duplicates, "
-        f"{report.counts['reorder']} reorders, {report.restarts} restarts, "
+        f"{report.counts['reorder']} reorders, {report.redrives} re-drives, "
+        f"{report.restarts} restarts, "
         f"{report.unsequenced} without sequence headers",
         markup=False,
         highlight=False,

@@ -13,9 +13,13 @@ Semantics: stream time is the largest event timestamp seen. For a key
 ``(event_type, agent_id)`` the window holds its events with ``stream_time - window
 < timestamp <= stream_time``. An event older than that is late and ignored
 (counted in ``late_events``); a late-but-in-window event is counted where it
-belongs. When a key's count reaches ``threshold`` the alert fires once; the key
-re-arms when its count is next seen below the threshold. Keys whose newest event
-left the window are purged.
+belongs. Alerts follow the one rule shared with the Kafka window trigger
+(:func:`consumers.threshold.should_alert`): the window ``(stream_time - window,
+stream_time]`` of a key holding ``threshold`` events fires unless it overlaps the
+key's previous alert window. So a burst alerts once, a steady rate above the
+threshold once per window length, and the seed's example gives the same alerts
+here and in ``agent-events consume aggregate --window sliding:60s``. Keys whose
+newest event left the window are purged (no later window can overlap their alert).
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final, TypeAlias
 
 from agent_events.agent_runtime.errors import ConfigError
 from agent_events.agent_runtime.event_bus import EventBus, type_label
 from agent_events.agent_runtime.events import EventType, EventTypeLike, SystemEvent
 from agent_events.consumers.handlers._bounded import LRUMap, require_positive_int
+from agent_events.consumers.threshold import should_alert
 
 __all__ = ["ALERT_KIND", "AggregationAlert", "EventAggregator", "ThresholdCallback"]
 
@@ -39,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 ALERT_KIND: Final = "event_rate_threshold"
 """``metadata["kind"]`` of the alert events the aggregator publishes (and ignores)."""
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +86,19 @@ ThresholdCallback: TypeAlias = Callable[[AggregationAlert], Awaitable[object] | 
 
 
 class _KeyWindow:
-    __slots__ = ("armed", "times")
+    __slots__ = ("alert_end_ms", "times")
 
     def __init__(self) -> None:
         self.times: list[datetime] = []  # sorted event timestamps inside the window
-        self.armed = True
+        self.alert_end_ms: int | None = None  # end of the key's previous alert window
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MS
 
 
 class EventAggregator:
-    """Counts events per ``(event_type, agent_id)`` in a sliding window; alerts once per crossing.
+    """Counts events per ``(event_type, agent_id)`` in a sliding window; alerts once per burst.
 
     ``on_threshold`` (sync or async) receives an :class:`AggregationAlert`;
     ``alert_bus`` additionally gets it published as a ``CUSTOM`` event. Memory is
@@ -124,7 +136,7 @@ class EventAggregator:
         self._since_purge = 0
 
     async def aggregate(self, event: SystemEvent) -> None:
-        """Count ``event`` and fire the alert if its key just crossed the threshold."""
+        """Count ``event``; alert when :func:`consumers.threshold.should_alert` says so."""
         if event.event_type is EventType.CUSTOM and event.metadata.get("kind") == ALERT_KIND:
             return
         ts = event.timestamp
@@ -142,10 +154,11 @@ class EventAggregator:
             del window.times[: len(window.times) - self.max_events_per_key]
         count = len(window.times)
         self._maybe_purge(horizon)
-        if count < self.threshold:
-            window.armed = True
-        elif window.armed:
-            window.armed = False
+        # The window as the Kafka engine spells it: [end - size, end) in epoch ms.
+        end_ms = _epoch_ms(self.stream_time) + 1
+        start_ms = end_ms - self.window // _MS
+        if should_alert(count, self.threshold, start_ms, window.alert_end_ms):
+            window.alert_end_ms = end_ms
             self.alerts_fired += 1
             await self._handle_aggregation(
                 AggregationAlert(

@@ -37,9 +37,10 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
-from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from aiokafka.structs import TopicPartition
 
 from agent_events.agent_runtime.errors import KafkaError, UnsupportedByBroker
+from agent_events.consumers.member import commit_offsets
 from agent_events.consumers.windows.config import WindowedAggregationConfig
 from agent_events.consumers.windows.tasks import PartitionTask
 from agent_events.producers.connect import start_with_backoff
@@ -247,7 +248,9 @@ class AtLeastOnceCommitter:
                         producer, config.changelog_topic, task.tp.partition, records
                     )
             await asyncio.gather(*futures)
-            await self._consumer.commit({t.tp: OffsetAndMetadata(t.next_offset, "") for t in work})
+            offsets = {t.tp: t.next_offset for t in work}
+            if not await commit_offsets(self._consumer, offsets, group_id=config.group_id):
+                return [t.tp for t in work]  # their state is restored from the changelog
         except AIOKafkaError as exc:
             logger.warning(
                 "commit of %d partitions failed (%r); their state is restored from the "

@@ -13,6 +13,7 @@ project's names (prefix ``agent_events_``, base units, ``_total`` on counters)::
     agent_events_window_restore_seconds_total{consumergroup}   counter
     agent_events_window_last_restore_seconds{consumergroup}    gauge
     agent_events_window_restored_records_total{consumergroup}  counter
+    agent_events_window_redrives_skipped_total{consumergroup}  counter
     agent_events_window_commits_total{consumergroup}           counter
     agent_events_window_commit_failures_total{consumergroup}   counter
 """
@@ -35,6 +36,8 @@ class WindowMetrics:
     events: int = 0
     late_events: int = 0
     dead_lettered: int = 0
+    redrives_skipped: int = 0
+    """Records re-driven for another consumer group, skipped (that group's work)."""
     windows_emitted: int = 0
     updates_emitted: int = 0
     alerts: int = 0
@@ -82,6 +85,9 @@ class WindowMetricsCollector(Collector):
         yield gauge("state_entries", "Entries held in window state.", m.state_entries)
         yield counter("events", "Events added to windows or found late.", m.events)
         yield counter("late_events", "Events too late for every window.", m.late_events)
+        yield counter(
+            "redrives_skipped", "Records re-driven for another group, skipped.", m.redrives_skipped
+        )
         yield counter("windows_emitted", "Closed windows emitted.", m.windows_emitted)
         yield counter("alerts", "Threshold alerts fired.", m.alerts)
         yield counter(

@@ -1,8 +1,12 @@
 """``WindowProcessor``: windowed aggregation as a consumer-group member on aiokafka.
 
-A façade over small parts: a :class:`PartitionTask` per assigned partition (the
-pure :class:`WindowEngine` inside), a :class:`Committer` (transactions, or
-at-least-once steps), and :func:`restore_stores` for the changelog.
+A façade over small parts: :class:`~consumers.member.GroupMember` (join, run loop,
+rebalance listener, stop: the same member runtime as ``ConsumerService``), a
+:class:`PartitionTask` per assigned partition (the pure :class:`WindowEngine`
+inside; each record goes through :func:`consumers.intake.admit`, so re-drives for
+other groups are skipped and undecodable records dead-lettered), a
+:class:`Committer` (transactions, or at-least-once steps), and
+:func:`restore_stores` for the changelog.
 
 When a partition is assigned, before any of its records is processed:
 
@@ -24,17 +28,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from agent_events.agent_runtime.errors import KafkaError, UnsupportedByBroker
+from agent_events.agent_runtime.errors import UnsupportedByBroker
 from agent_events.agent_runtime.event_bus import EventBus
-from agent_events.agent_runtime.resource import AsyncResource
+from agent_events.consumers.member import GroupMember
 from agent_events.consumers.scan import standalone_consumer
 from agent_events.consumers.windows.aggregations import Aggregations, Reducer, key_function
 from agent_events.consumers.windows.codec import WindowAggregateCodec
@@ -51,7 +54,6 @@ from agent_events.consumers.windows.rekey import RekeyTask
 from agent_events.consumers.windows.state import WindowStore, restore_stores
 from agent_events.consumers.windows.tasks import AggregateTask, PartitionTask, TaskCounters
 from agent_events.consumers.windows.topics import ensure_window_topics
-from agent_events.producers.connect import start_with_backoff
 from agent_events.schemas.codec import EventCodec
 
 __all__ = ["WindowProcessor"]
@@ -59,7 +61,7 @@ __all__ = ["WindowProcessor"]
 logger = logging.getLogger(__name__)
 
 
-class WindowProcessor(AsyncResource):
+class WindowProcessor(GroupMember):
     """Aggregates ``config.topics`` into windows as group ``config.group_id``.
 
     ``reducers`` add user-defined aggregates; ``alert_bus`` receives threshold
@@ -81,6 +83,7 @@ class WindowProcessor(AsyncResource):
             config = WindowedAggregationConfig(**overrides)
         elif overrides:
             config = WindowedAggregationConfig.model_validate({**config.model_dump(), **overrides})
+        super().__init__(group_id=config.group_id, commit_interval_s=config.commit_interval_s)
         self.config = config
         self.aggregations = Aggregations(
             reducers, need_merge=isinstance(config.definition, SlidingWindow)
@@ -94,18 +97,12 @@ class WindowProcessor(AsyncResource):
         self._tasks: dict[TopicPartition, PartitionTask] = {}
         self._lock = asyncio.Lock()
         self._stack: AsyncExitStack | None = None
-        self._consumer: AIOKafkaConsumer | None = None
         self._reader: AIOKafkaConsumer | None = None
         self._committer: Committer | None = None
         self._failure: BaseException | None = None
-        self._stop_requested = asyncio.Event()
-        self._run_finished = asyncio.Event()
-        self._run_finished.set()
-        self._last_commit = 0.0
         self._since_commit = 0
         self.guarantee: ProcessingGuarantee | None = None
         """What this run guarantees, once started: exactly_once or at_least_once."""
-        self.rebalances = 0
         self._sources: frozenset[str] = frozenset()
         self._partitions = 0
 
@@ -125,10 +122,9 @@ class WindowProcessor(AsyncResource):
             committer = await self._choose_committer(consumer)
             self._committer = committer
             stack.push_async_callback(committer.stop)
-            consumer.subscribe(config.consumed_topics, listener=_Rebalance(self))
-            self._consumer = consumer  # the listener may run before start() returns
-            await start_with_backoff(
-                consumer.start,
+            await self._join(
+                consumer,
+                config.consumed_topics,
                 what=f"window processor {config.group_id}",
                 bootstrap_servers=config.bootstrap_servers,
                 deadline_s=config.connect_timeout_s,
@@ -165,47 +161,35 @@ class WindowProcessor(AsyncResource):
         self.guarantee = "at_least_once"
         return AtLeastOnceCommitter(config, consumer)
 
-    async def run(self) -> None:
-        """Process and commit until :meth:`request_stop`; ends with a final commit."""
-        consumer = self._require_started()
-        self._run_finished.clear()
-        try:
-            while not self._stop_requested.is_set():
-                self._raise_failure()
-                batch = await consumer.getmany(
-                    timeout_ms=100, max_records=self.config.max_poll_records
-                )
-                tasks = self._tasks
-                for tp, records in batch.items():
-                    task = tasks.get(tp)
-                    if task is not None:  # None: not restored yet, or given up
-                        task.process(records)
-                        self._since_commit += len(records)
-                if (
-                    time.monotonic() - self._last_commit >= self.config.commit_interval_s
-                    or self._since_commit >= self.config.max_pending_records
-                ):
-                    async with self._lock:
-                        await self._commit(list(self._tasks.values()))
-            self._raise_failure()
-            async with self._lock:
-                await self._commit(list(self._tasks.values()))
-        finally:
-            self._run_finished.set()
-
-    def request_stop(self) -> None:
-        """Ask :meth:`run` to commit what it processed and return (signal-handler safe)."""
-        self._stop_requested.set()
-
-    async def stop(self) -> None:
-        """Stop running (final commit), leave the group, close every client."""
-        self.request_stop()
-        await self._run_finished.wait()
+    async def _close(self) -> None:
         stack, self._stack = self._stack, None
         self._consumer = None
         self._tasks.clear()
         if stack is not None:
             await stack.aclose()
+
+    # ------------------------------------------------------------------ the member's steps
+
+    def _max_records(self) -> int | None:
+        return self.config.max_poll_records
+
+    async def _take(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, Any]) -> None:
+        tasks = self._tasks
+        for tp, records in batch.items():
+            task = tasks.get(tp)
+            if task is not None:  # None: not restored yet, or given up
+                task.process(records)
+                self._since_commit += len(records)
+
+    def _commit_due(self) -> bool:
+        return super()._commit_due() or self._since_commit >= self.config.max_pending_records
+
+    async def _commit_due_work(self) -> None:
+        async with self._lock:
+            await self._commit(list(self._tasks.values()))
+
+    async def _finish(self) -> None:
+        await self._commit_due_work()
 
     # ------------------------------------------------------------------ observation
 
@@ -213,6 +197,7 @@ class WindowProcessor(AsyncResource):
         """Counters since start plus the current size of the state (cheap; call any time)."""
         m, c = self._metrics, self._counters
         m.events, m.late_events, m.dead_lettered = c.processed, c.late, c.dead_lettered
+        m.redrives_skipped = c.skipped_redrives
         m.windows_emitted, m.updates_emitted, m.alerts = (
             c.windows_emitted,
             c.updates_emitted,
@@ -229,11 +214,6 @@ class WindowProcessor(AsyncResource):
         return set(self._tasks)
 
     # ------------------------------------------------------------------ internals
-
-    def _require_started(self) -> AIOKafkaConsumer:
-        if self._consumer is None:
-            raise KafkaError("the window processor is not started; use 'async with' or start()")
-        return self._consumer
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
@@ -328,7 +308,7 @@ class WindowProcessor(AsyncResource):
         return task
 
     async def _commit(self, tasks: list[PartitionTask], *, prepare_failed: bool = True) -> None:
-        self._last_commit = time.monotonic()
+        self._committing()
         self._since_commit = 0
         committer = self._committer
         if committer is None or not tasks:
@@ -365,8 +345,7 @@ class WindowProcessor(AsyncResource):
             end = consumer.highwater(tp)
         return end is not None and await consumer.position(tp) >= end
 
-    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.rebalances += 1
+    async def _revoke(self, revoked: set[TopicPartition]) -> None:
         async with self._lock:
             tasks = [self._tasks[tp] for tp in sorted(revoked) if tp in self._tasks]
             try:
@@ -377,26 +356,11 @@ class WindowProcessor(AsyncResource):
                 if self._committer is not None:
                     await self._committer.close(sorted(revoked))
 
-    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+    async def _assign(self, assigned: set[TopicPartition]) -> None:
         async with self._lock:
             try:
                 await self._prepare(sorted(assigned))
             except Exception as exc:  # aiokafka would only log it: stop the run instead
-                logger.error(
-                    "group %s: preparing %s failed: %r", self.config.group_id, assigned, exc
-                )
+                logger.exception("group %s: preparing %s failed", self.config.group_id, assigned)
                 self._failure = exc
                 self.request_stop()
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Commits revoked partitions' work; restores assigned partitions before processing."""
-
-    def __init__(self, processor: WindowProcessor) -> None:
-        self._processor = processor
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._processor._on_revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._processor._on_assigned(set(assigned))

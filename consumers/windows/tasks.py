@@ -14,21 +14,25 @@ dropping the task and restoring its state from the changelog.
   alerts alert records.
 
 Records below the task's ``next_offset`` are skipped: after a seek the fetcher may
-still hand over a record the state already reflects.
+still hand over a record the state already reflects. Every other record goes through
+:func:`consumers.intake.admit`, as in the handler services: a re-drive addressed to
+another group is skipped (never counted twice), and an undecodable record (tombstone,
+empty, garbage) becomes a dead letter written with the commit, so the partition moves on.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from aiokafka.structs import TopicPartition
 
-from agent_events.agent_runtime.errors import DecodeError
 from agent_events.agent_runtime.events import SystemEvent
 from agent_events.consumers.dlq import DeadLetter, dead_letter_headers
+from agent_events.consumers.intake import Skip, admit
 from agent_events.consumers.windows.aggregations import KeyFunction
 from agent_events.consumers.windows.codec import (
     WINDOW_AGGREGATE_CONTENT_TYPE,
@@ -63,6 +67,10 @@ __all__ = [
 LATE_HEADER_PREFIX = "__agent_events.late"
 """Headers added to a late event on the side topic: ``.watermark`` and ``.window``."""
 
+logger = logging.getLogger(__name__)
+
+_HANDLER_NAME = "window-aggregation"
+
 _AGGREGATE_HEADERS: Headers = [(CONTENT_TYPE_HEADER, WINDOW_AGGREGATE_CONTENT_TYPE.encode())]
 
 
@@ -91,6 +99,8 @@ class TaskCounters:
     updates_emitted: int = 0
     alerts: int = 0
     skipped_below_offset: int = 0
+    skipped_redrives: int = 0
+    """Records re-driven for another consumer group (that group's work, not ours)."""
 
 
 class PartitionTask:
@@ -128,12 +138,15 @@ class PartitionTask:
             if is_control(record.headers):
                 self._control(record)
                 continue
-            try:
-                event = self._codec.decode(record.value)
-            except DecodeError as exc:
-                self._dead_letter(record, exc)
-                continue
-            self._handle(record, event)
+            admitted = admit(
+                record, self._codec, group_id=self._config.group_id, handler=_HANDLER_NAME
+            )
+            if isinstance(admitted, Skip):
+                self.counters.skipped_redrives += 1
+            elif isinstance(admitted, DeadLetter):
+                self._dead_letter(admitted)
+            else:
+                self._handle(record, admitted)
 
     def changelog(self) -> list[tuple[bytes, bytes | None]]:
         """State changes to write with the next commit (none for stateless tasks)."""
@@ -167,24 +180,21 @@ class PartitionTask:
             headers.append((f"{LATE_HEADER_PREFIX}.window", str(self._config.definition).encode()))
             self.outgoing.append(Outgoing(late_topic, record.key, record.value, headers))
 
-    def _dead_letter(self, record: Any, error: BaseException) -> None:
+    def _dead_letter(self, letter: DeadLetter) -> None:
+        """Write ``letter`` with the next commit (in its transaction, when there is one)."""
         self.counters.dead_lettered += 1
         topic = self._config.dlq_topic
         if topic is None:
+            logger.error(
+                "record %s[%d]@%d failed at %s (%s) and no DLQ is configured: skipped",
+                letter.topic,
+                letter.partition,
+                letter.offset,
+                letter.stage,
+                letter.error,
+            )
             return
-        letter = DeadLetter(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            headers=list(record.headers or ()),
-            stage="decode",
-            error=error,
-            consumer_group=self._config.group_id,
-            handler="window-aggregation",
-        )
-        self.outgoing.append(Outgoing(topic, record.key, record.value, dead_letter_headers(letter)))
+        self.outgoing.append(Outgoing(topic, letter.key, letter.value, dead_letter_headers(letter)))
 
 
 class AggregateTask(PartitionTask):

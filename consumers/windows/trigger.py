@@ -1,10 +1,12 @@
 """Threshold alerts: "N events of a key within a window", fired once per burst.
 
-Rule: an alert fires when a window of a key holds at least ``threshold`` events,
-unless that window overlaps the window of the key's previous alert. So a tumbling
-window alerts at most once; overlapping hopping and sliding windows alert once per
-burst (a steady high rate alerts once per window length, not at every event); and a
-late event that takes an already counted window over the threshold still alerts.
+Rule (:func:`consumers.threshold.should_alert`, the same the in-process
+:class:`~consumers.handlers.aggregator.EventAggregator` applies): an alert fires when
+a window of a key holds at least ``threshold`` events, unless that window overlaps
+the window of the key's previous alert. So a tumbling window alerts at most once;
+overlapping hopping and sliding windows alert once per burst (a steady high rate
+alerts once per window length, not at every event); and a late event that takes an
+already counted window over the threshold still alerts.
 
 The end of the key's last alert window is window state like any other: it is kept in
 the :class:`WindowStore`, written to the changelog and restored, so a restart neither
@@ -22,6 +24,7 @@ from typing import Final
 from agent_events.agent_runtime.events import EventType, SystemEvent
 from agent_events.agent_runtime.subscription import type_label
 from agent_events.consumers.handlers.aggregator import ALERT_KIND
+from agent_events.consumers.threshold import should_alert
 from agent_events.consumers.windows.state import WindowStore
 
 __all__ = ["ThresholdAlert", "ThresholdTrigger"]
@@ -91,11 +94,8 @@ class ThresholdTrigger:
 
     def check(self, key: str, start: int, end: int, count: int, event: SystemEvent) -> None:
         """Fire for window ``[start, end)`` of ``key`` holding ``count`` events, if the rule says so."""
-        if count < self.threshold:
+        if not should_alert(count, self.threshold, start, self._store.alerted.get(key)):
             return
-        previous_end = self._store.alerted.get(key)
-        if previous_end is not None and start < previous_end:
-            return  # overlaps the key's previous alert window
         self.alerts.append(ThresholdAlert(key, start, end, count, self.threshold, event))
         self._store.alerted[key] = end
         self._store.dirty_alerts.add(key)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from kafka_support import produce
 from window_helpers import (
     START,
@@ -30,6 +31,7 @@ from agent_events.agent_runtime.event_bus import EventBus
 from agent_events.agent_runtime.events import EventType, SystemEvent
 from agent_events.broker.capabilities import BrokerCapabilities
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
+from agent_events.consumers.dlq import error_headers_of
 from agent_events.consumers.handlers.aggregator import ALERT_KIND
 from agent_events.consumers.windows import LATE_HEADER_PREFIX, HoppingWindow, WindowProcessor
 
@@ -51,6 +53,7 @@ async def running(**settings: Any) -> AsyncIterator[WindowProcessor]:
         task = asyncio.create_task(processor.run())
         try:
             yield processor
+            assert not task.done(), "the processor stopped by itself"
         finally:
             processor.request_stop()
             await asyncio.wait_for(task, 60)
@@ -213,3 +216,43 @@ async def test_exactly_once_on_a_broker_without_transactions_refuses_at_start(
     )
     with pytest.raises(UnsupportedByBroker, match="at_least_once"):
         await processor.start()
+
+
+async def test_tombstone_empty_and_garbage_values_go_to_the_dlq_and_the_partition_moves_on(
+    broker: RunningBroker, broker_capabilities: BrokerCapabilities, new_topic: NewTopic
+) -> None:
+    topic = await new_topic(partitions=1)
+    events = stream(800, step_ms=250)
+    expected = tumbling_oracle(events, 60_000, 5_000)
+    bad_values = [None, b"", b"\x00\x01 garbage, not Avro"]
+    await produce(broker.bootstrap_servers, topic, events[:300])
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for value in bad_values:
+            await producer.send_and_wait(topic, value, key=b"session-0")
+    finally:
+        await producer.stop()
+    await produce(broker.bootstrap_servers, topic, events[300:])
+    async with running(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-g",
+        output_topic=f"{topic}.aggregates",
+        dlq_topic=f"{topic}.dlq",
+        window="tumbling:60s",
+        grace="5s",
+        processing_guarantee=guarantee(broker_capabilities),
+    ) as processor:
+        rows = await read_aggregates(
+            broker.bootstrap_servers,
+            f"{topic}.aggregates",
+            until=lambda rows: len(rows) >= len(expected),
+        )
+        assert processor.metrics_snapshot().dead_lettered == len(bad_values)
+        letters = await read_records(broker.bootstrap_servers, f"{topic}.dlq", len(bad_values))
+    assert as_windows(rows) == expected, "only the good events are counted"
+    assert [r.value for r in letters] == bad_values  # type: ignore[attr-defined]
+    for letter in letters:
+        errors = error_headers_of(letter.headers)  # type: ignore[attr-defined]
+        assert (errors["stage"], errors["consumer.group"]) == ("decode", f"{topic}-g")

@@ -1,0 +1,231 @@
+"""The consumer-group member both runtimes are: join, run loop, rebalance, stop, offset commit.
+
+:class:`~consumers.runtime.ConsumerService` (handlers) and
+:class:`~consumers.windows.WindowProcessor` (windows) differ only in what they do
+with a fetched batch and in what a commit writes. Everything else lives here once:
+
+* **joining**: subscribe with the one :class:`RebalanceListener`, start the client
+  with the shared start backoff (:meth:`GroupMember._join`);
+* **the run loop**, until :meth:`GroupMember.request_stop`:
+
+  1. raise any failure a partition reported (a record is never skipped silently);
+  2. fetch a batch (at most 100 ms);
+  3. hand each partition's records to the runtime (``_take``);
+  4. when a commit is due (``commit_interval_s``, or the runtime's own reason),
+     commit (``_commit_due_work``);
+
+  then ``_finish`` drains and commits one last time;
+* **rebalance**: a revocation counts a rebalance and lets the runtime finish and
+  commit the revoked partitions' work before they are given up (``_revoke``); an
+  assignment prepares the new ones (``_assign``);
+* **stop**: request the stop, wait for :meth:`run` to return, then ``_close``;
+* **offset commit** (:func:`commit_offsets`): one policy for a commit that fails.
+
+Per record, both runtimes take records through :func:`consumers.intake.admit`
+(re-drive address, decode -> DLQ).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+from agent_events.agent_runtime.errors import KafkaError
+from agent_events.agent_runtime.resource import AsyncResource
+from agent_events.producers.connect import start_with_backoff
+
+__all__ = ["GroupMember", "RebalanceListener", "commit_offsets"]
+
+logger = logging.getLogger(__name__)
+
+PartitionsCallback = Callable[[set[TopicPartition]], Awaitable[None]]
+
+_FETCH_TIMEOUT_MS = 100
+
+
+class RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands aiokafka's rebalance callbacks to the member that owns the partitions.
+
+    aiokafka awaits both callbacks inside its rebalance, so work committed in
+    ``on_revoked`` is committed before another member can fetch those partitions.
+    """
+
+    def __init__(self, on_revoked: PartitionsCallback, on_assigned: PartitionsCallback) -> None:
+        self._on_revoked = on_revoked
+        self._on_assigned = on_assigned
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._on_assigned(set(assigned))
+
+
+async def commit_offsets(
+    consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int], *, group_id: str
+) -> bool:
+    """Commit ``offsets`` (next offset to read, per partition) for the group.
+
+    Returns ``False`` when the commit failed: the records since the last commit
+    will be delivered again (at least once), which is logged, never raised, so a
+    lost generation or a broker hiccup does not stop the member.
+    """
+    if not offsets:
+        return True
+    try:
+        await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+    except (CommitFailedError, IllegalStateError) as exc:
+        logger.warning(
+            "group %s: commit of %d partitions failed (%s); they will be redelivered",
+            group_id,
+            len(offsets),
+            exc,
+        )
+        return False
+    except AIOKafkaError as exc:
+        logger.error(
+            "group %s: commit failed: %s; records since the last commit will be redelivered",
+            group_id,
+            exc,
+        )
+        return False
+    return True
+
+
+class GroupMember(AsyncResource, ABC):
+    """The lifecycle and run loop of the module docstring; subclasses fill in the steps."""
+
+    def __init__(self, *, group_id: str, commit_interval_s: float) -> None:
+        self._group_id = group_id
+        self._commit_interval_s = commit_interval_s
+        self._consumer: AIOKafkaConsumer | None = None
+        self._stop_requested = asyncio.Event()
+        self._run_finished = asyncio.Event()
+        self._run_finished.set()
+        self._last_commit = 0.0
+        self.rebalances = 0
+        """Revocations seen since start (each rebalance revokes, possibly nothing)."""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Fetch, process and commit until :meth:`request_stop`; then finish and commit."""
+        consumer = self._require_started()
+        self._run_finished.clear()
+        try:
+            while not self._stop_requested.is_set():
+                self._raise_failure()
+                batch = await consumer.getmany(
+                    timeout_ms=_FETCH_TIMEOUT_MS, max_records=self._max_records()
+                )
+                await self._take(consumer, batch)
+                if self._commit_due():
+                    await self._commit_due_work()
+            self._raise_failure()
+            await self._finish()
+        finally:
+            self._run_finished.set()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to finish what it fetched, commit and return.
+
+        Safe to call from a signal handler on the loop.
+        """
+        self._stop_requested.set()
+
+    async def stop(self) -> None:
+        """Stop running (finishing and committing), leave the group, close every client."""
+        self.request_stop()
+        await self._run_finished.wait()
+        await self._close()
+
+    # ------------------------------------------------------------------ for subclasses
+
+    async def _join(
+        self,
+        consumer: AIOKafkaConsumer,
+        topics: list[str],
+        *,
+        what: str,
+        bootstrap_servers: str,
+        deadline_s: float,
+    ) -> None:
+        """Subscribe ``consumer`` with the rebalance listener and start it (with backoff).
+
+        The consumer is this member's from here on: the listener may run before
+        ``start()`` returns. On failure it is stopped and forgotten.
+        """
+        consumer.subscribe(topics, listener=RebalanceListener(self._revoked, self._assigned))
+        self._consumer = consumer
+        try:
+            await start_with_backoff(
+                consumer.start,
+                what=what,
+                bootstrap_servers=bootstrap_servers,
+                deadline_s=deadline_s,
+            )
+        except BaseException:
+            self._consumer = None
+            await consumer.stop()
+            raise
+
+    def _require_started(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise KafkaError(
+                f"{type(self).__name__} is not started; use 'async with' or await start()"
+            )
+        return self._consumer
+
+    def _max_records(self) -> int | None:
+        """Most records one fetch returns (``None``: the consumer's ``max_poll_records``)."""
+        return None
+
+    def _raise_failure(self) -> None:
+        """Raise what a partition's processing reported, if anything (step 1)."""
+
+    def _commit_due(self) -> bool:
+        return time.monotonic() - self._last_commit >= self._commit_interval_s
+
+    def _committing(self) -> None:
+        """Called by subclasses as a commit begins: restarts the commit interval."""
+        self._last_commit = time.monotonic()
+
+    async def _revoked(self, revoked: set[TopicPartition]) -> None:
+        self.rebalances += 1
+        await self._revoke(revoked)
+
+    async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._assign(assigned)
+
+    @abstractmethod
+    async def _take(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, Any]) -> None:
+        """Step 3: hand fetched records (by partition, in offset order) to the runtime."""
+
+    @abstractmethod
+    async def _commit_due_work(self) -> None:
+        """Step 4: make the work done so far durable."""
+
+    @abstractmethod
+    async def _finish(self) -> None:
+        """After the loop: finish what was fetched, as far as the runtime does, and commit."""
+
+    @abstractmethod
+    async def _revoke(self, revoked: set[TopicPartition]) -> None:
+        """Commit the revoked partitions' work and let them go."""
+
+    @abstractmethod
+    async def _assign(self, assigned: set[TopicPartition]) -> None:
+        """Prepare newly assigned partitions before any of their records is processed."""
+
+    @abstractmethod
+    async def _close(self) -> None:
+        """After :meth:`run` returned: leave the group and close every client."""

@@ -1,0 +1,160 @@
+"""Windows honour the re-drive address: a re-drive meant for another group is not theirs.
+
+The user's path: another group dead-lettered some records, an operator re-drives them
+with ``redrive()`` (what ``agent-events dlq redrive`` runs), and they land on the source
+topic again, addressed to that group. The window processor counted them the first time;
+it must neither count them again nor dead-letter an undecodable one a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from kafka_support import produce
+from window_helpers import as_windows, read_aggregates, stream, tumbling_oracle, wait_until
+
+from agent_events.agent_runtime.events import SystemEvent
+from agent_events.broker.capabilities import BrokerCapabilities
+from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
+from agent_events.consumers.dlq import DeadLetter, Stage, dead_letter_headers
+from agent_events.consumers.redrive import redrive
+from agent_events.consumers.windows import WindowProcessor
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.schemas.codec import EventCodec
+
+pytestmark = pytest.mark.timeout(120)
+
+OTHER_GROUP = "notifications"
+
+
+def guarantee(caps: BrokerCapabilities) -> str:
+    return "exactly_once" if caps.supports("transactions") else "at_least_once"
+
+
+@asynccontextmanager
+async def running(**settings: Any) -> AsyncIterator[WindowProcessor]:
+    """A started processor whose run() goes on in the background until the block ends."""
+    settings.setdefault("commit_interval_s", 0.2)
+    settings.setdefault("session_timeout_ms", 6_000)
+    settings.setdefault("heartbeat_interval_ms", 500)
+    async with WindowProcessor(**settings) as processor:
+        task = asyncio.create_task(processor.run())
+        try:
+            yield processor
+            assert not task.done(), "the processor stopped by itself"
+        finally:
+            processor.request_stop()
+            await asyncio.wait_for(task, 60)
+
+
+async def dead_letter_then_redrive(
+    bootstrap: str,
+    source: str,
+    dlq: str,
+    values: list[tuple[bytes, bytes]],
+    *,
+    stage: Stage = "handle",
+) -> None:
+    """Write ``(key, value)`` records to ``dlq`` as ``OTHER_GROUP``'s failures; re-drive them."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for offset, (key, value) in enumerate(values):
+            letter = DeadLetter(
+                topic=source,
+                partition=0,
+                offset=offset,
+                key=key,
+                value=value,
+                headers=[],
+                stage=stage,
+                error=RuntimeError(f"{OTHER_GROUP} failed at {stage}"),
+                consumer_group=OTHER_GROUP,
+                handler="notify",
+            )
+            await producer.send_and_wait(dlq, value, key=key, headers=dead_letter_headers(letter))
+    finally:
+        await producer.stop()
+    report = await redrive(KafkaConnectionConfig(bootstrap_servers=bootstrap), dlq)
+    assert report.sent == len(values), report
+
+
+def open_window_events(events: list[SystemEvent], count: int) -> list[tuple[bytes, bytes]]:
+    """Encoded copies of the last ``count`` events (their window is still open)."""
+    codec = EventCodec()
+    return [(e.partition_key.encode(), codec.encode(e)) for e in events[-count:]]
+
+
+async def test_windows_do_not_count_records_redriven_for_another_group(
+    broker: RunningBroker, broker_capabilities: BrokerCapabilities, new_topic: NewTopic
+) -> None:
+    topic = await new_topic(partitions=1)
+    dlq = await new_topic(partitions=1)
+    events = stream(1_200, step_ms=250)  # 5 minutes of event time
+    first, second = events[:500], events[500:]  # the cut is inside minute 2 (open)
+    expected = tumbling_oracle(events, 60_000, 5_000)
+    await produce(broker.bootstrap_servers, topic, first)
+    await dead_letter_then_redrive(
+        broker.bootstrap_servers, topic, dlq, open_window_events(first, 40)
+    )
+    await produce(broker.bootstrap_servers, topic, second)
+    async with running(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-windows",
+        output_topic=f"{topic}.aggregates",
+        dlq_topic=f"{topic}.windows-dlq",
+        window="tumbling:60s",
+        grace="5s",
+        processing_guarantee=guarantee(broker_capabilities),
+    ) as processor:
+        rows = await read_aggregates(
+            broker.bootstrap_servers,
+            f"{topic}.aggregates",
+            until=lambda rows: len(rows) >= len(expected),
+        )
+        assert processor.metrics_snapshot().redrives_skipped == 40
+    assert as_windows(rows) == expected, "a re-drive for another group changed a window"
+
+
+async def test_an_undecodable_record_redriven_for_another_group_is_not_dead_lettered_again(
+    broker: RunningBroker, broker_capabilities: BrokerCapabilities, new_topic: NewTopic
+) -> None:
+    topic = await new_topic(partitions=1)
+    dlq = await new_topic(partitions=1)
+    events = stream(400, step_ms=250)
+    await dead_letter_then_redrive(
+        broker.bootstrap_servers,
+        topic,
+        dlq,
+        [(b"session-0", b"\x00not an event at all")],
+        stage="decode",
+    )
+    await produce(broker.bootstrap_servers, topic, events)
+    expected = tumbling_oracle(events, 60_000, 5_000)
+    async with running(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-windows",
+        output_topic=f"{topic}.aggregates",
+        dlq_topic=f"{topic}.windows-dlq",
+        window="tumbling:60s",
+        grace="5s",
+        processing_guarantee=guarantee(broker_capabilities),
+    ) as processor:
+        await read_aggregates(
+            broker.bootstrap_servers,
+            f"{topic}.aggregates",
+            until=lambda rows: len(rows) >= len(expected),
+        )
+        await wait_until(
+            lambda: processor.metrics_snapshot().events == len(events), 30, "every event counted"
+        )
+        assert processor.metrics_snapshot().dead_lettered == 0, (
+            "the aggregate group dead-lettered another group's re-drive"
+        )
