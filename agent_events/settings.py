@@ -52,7 +52,7 @@ from pydantic_settings import (
 )
 
 from agent_events.agent_runtime.errors import ConfigError
-from agent_events.consumers.config import DEFAULT_DLQ_TOPIC, ConsumerConfig, Ordering
+from agent_events.consumers.config import DEFAULT_DLQ_TOPIC, ConsumerConfig, ConsumerTuning
 from agent_events.consumers.windows.config import WindowSettings
 from agent_events.producers.config import DEFAULT_TOPIC, ProducerConfig, ProducerTuning
 from agent_events.transport import KafkaConnectionConfig
@@ -75,28 +75,6 @@ ENV_PREFIX = "AGENT_EVENTS_"
 NESTED_DELIMITER = "__"
 
 _Section = ConfigDict(extra="forbid", frozen=True)
-
-
-class ConsumerTuning(BaseModel):
-    """Consumer-group knobs shared by every service (see :class:`ConsumerConfig`)."""
-
-    model_config = _Section
-
-    ordering: Ordering = "partition"
-    max_concurrent_keys: int = Field(default=64, ge=1)
-    handler_timeout_s: float | None = Field(default=30.0, gt=0)
-    max_retries: int = Field(default=3, ge=0)
-    retry_backoff_s: float = Field(default=0.2, ge=0)
-    retry_backoff_max_s: float = Field(default=5.0, ge=0)
-    commit_interval_s: float = Field(default=0.5, gt=0)
-    drain_timeout_s: float = Field(default=30.0, ge=0)
-    session_timeout_ms: int = Field(default=10_000, ge=1_000)
-    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
-    max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
-    max_poll_records: int = Field(default=500, ge=1)
-    max_buffered_per_partition: int = Field(default=1_000, ge=1)
-    group_instance_id: str | None = None
-    isolation_level: Literal["read_uncommitted", "read_committed"] = "read_committed"
 
 
 class AlertingSettings(BaseModel):
@@ -185,7 +163,6 @@ class AgentEventsSettings(BaseSettings, KafkaConnectionConfig):
     group_id: str | None = Field(
         default=None, min_length=1, description="Default: agent-events-<service>."
     )
-    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
 
     # -- observability
     metrics_port: int | None = Field(
@@ -229,7 +206,6 @@ class AgentEventsSettings(BaseSettings, KafkaConnectionConfig):
             **self.consumer.model_dump(),
             topics=topics or [self.topic],
             group_id=self.group_id or group_id,
-            auto_offset_reset=self.auto_offset_reset,
             dlq_topic=self.dlq_topic,
         )
 

@@ -2,20 +2,79 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent_events.producers.config import DEFAULT_TOPIC, KafkaConnectionConfig
 
-__all__ = ["DEFAULT_DLQ_TOPIC", "ConsumerConfig", "Ordering"]
+__all__ = [
+    "DEFAULT_DLQ_TOPIC",
+    "ConsumerConfig",
+    "ConsumerTuning",
+    "GroupMemberTuning",
+    "Ordering",
+]
 
 DEFAULT_DLQ_TOPIC = "agent.events.dlq"
 
 Ordering = Literal["partition", "key"]
 
 
-class ConsumerConfig(KafkaConnectionConfig):
+class GroupMemberTuning(BaseModel):
+    """The knobs every consumer-group member has, handler services and windows alike.
+
+    Declared once: :class:`ConsumerConfig`, the services' ``[consumer]`` settings section
+    and :class:`~consumers.windows.WindowedAggregationConfig` all inherit them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    group_instance_id: str | None = Field(
+        default=None,
+        description="Static membership id: a restart within the session timeout does not rebalance.",
+    )
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+    max_poll_records: int = Field(default=1_000, ge=1)
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        default="earliest", description="Where a group without a committed offset starts."
+    )
+    commit_interval_s: float = Field(default=0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _heartbeat_below_session(self) -> Self:
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
+        return self
+
+
+class ConsumerTuning(GroupMemberTuning):
+    """How a handler service orders, retries and drains: the ``[consumer]`` settings section."""
+
+    ordering: Ordering = "partition"
+    max_concurrent_keys: int = Field(default=64, ge=1)
+    handler_timeout_s: float | None = Field(default=30.0, gt=0)
+    max_retries: int = Field(
+        default=3, ge=0, description="Retries after the first failure, before the DLQ."
+    )
+    retry_backoff_s: float = Field(default=0.2, ge=0)
+    retry_backoff_max_s: float = Field(default=5.0, ge=0)
+    max_buffered_per_partition: int = Field(
+        default=1_000,
+        ge=1,
+        description="Fetched-but-unhandled records per partition before it is paused.",
+    )
+    drain_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long stop() and a revocation wait for in-flight records.",
+    )
+    isolation_level: Literal["read_uncommitted", "read_committed"] = "read_committed"
+
+
+class ConsumerConfig(KafkaConnectionConfig, ConsumerTuning):
     """One consumer-group service: what it reads, how it orders, retries and dead-letters.
 
     ``ordering="partition"`` handles a partition's records one at a time in offset
@@ -26,39 +85,10 @@ class ConsumerConfig(KafkaConnectionConfig):
 
     topics: list[str] = Field(default_factory=lambda: [DEFAULT_TOPIC], min_length=1)
     group_id: str = Field(min_length=1)
-    group_instance_id: str | None = Field(
-        default=None,
-        description="Static membership id: a restart within the session timeout does not rebalance.",
-    )
-    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
-    ordering: Ordering = "partition"
-    max_concurrent_keys: int = Field(default=64, ge=1)
-    handler_timeout_s: float | None = Field(default=30.0, gt=0)
-    max_retries: int = Field(
-        default=3, ge=0, description="Retries after the first failure, before the DLQ."
-    )
-    retry_backoff_s: float = Field(default=0.2, ge=0)
-    retry_backoff_max_s: float = Field(default=5.0, ge=0)
     dlq_topic: str | None = Field(
         default=DEFAULT_DLQ_TOPIC,
         description="None disables the DLQ: failed records are logged and skipped.",
     )
-    max_buffered_per_partition: int = Field(
-        default=1_000,
-        ge=1,
-        description="Fetched-but-unhandled records per partition before it is paused.",
-    )
-    max_poll_records: int = Field(default=500, ge=1)
-    commit_interval_s: float = Field(default=0.5, gt=0)
-    drain_timeout_s: float = Field(
-        default=30.0,
-        ge=0,
-        description="How long stop() and a revocation wait for in-flight records.",
-    )
-    session_timeout_ms: int = Field(default=10_000, ge=1_000)
-    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
-    max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
-    isolation_level: Literal["read_uncommitted", "read_committed"] = "read_committed"
 
     @field_validator("topics")
     @classmethod
@@ -73,8 +103,6 @@ class ConsumerConfig(KafkaConnectionConfig):
             raise ValueError(
                 f"dlq_topic {self.dlq_topic!r} is also an input topic; that would loop"
             )
-        if self.heartbeat_interval_ms >= self.session_timeout_ms:
-            raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
         return self
 
     def consumer_kwargs(self) -> dict[str, Any]:

@@ -46,13 +46,13 @@ def consume_flags(**given: Any) -> dict[str, Any]:
         "group_id": given.get("group"),
         "topic": given.get("topic"),
         "dlq_topic": given.get("dlq_topic"),
-        "auto_offset_reset": given.get("auto_offset_reset"),
         "metrics_port": given.get("metrics_port"),
         "metrics_host": given.get("metrics_host"),
         "log_format": given.get("log_format"),
         "log_level": given.get("log_level"),
         "summary_file": given.get("summary_file"),
         "report_interval_s": given.get("report_interval"),
+        "consumer": {"auto_offset_reset": given.get("auto_offset_reset")},
         "alerting": {
             "slow_threshold_ms": given.get("slow_threshold_ms"),
             "webhook_url": given.get("webhook_url"),
@@ -70,7 +70,7 @@ def consume_flags(**given: Any) -> dict[str, Any]:
             "alerts_topic": given.get("alerts_topic"),
             "alert_threshold": given.get("alert_threshold"),
             "emit_on_update": given.get("emit_on_update"),
-            "guarantee": given.get("guarantee"),
+            "processing_guarantee": given.get("guarantee"),
         },
     }
 

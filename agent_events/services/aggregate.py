@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 
 from agent_events.agent_runtime.event_bus import EventBus
 from agent_events.agent_runtime.events import EventType, SystemEvent
-from agent_events.consumers.config import ConsumerConfig
+from agent_events.consumers.config import ConsumerConfig, GroupMemberTuning
 from agent_events.consumers.runtime import HandlerSpec
 from agent_events.consumers.windows import (
     WindowedAggregationConfig,
@@ -36,6 +36,7 @@ from agent_events.consumers.windows import (
     WindowProcessor,
     parse_window,
 )
+from agent_events.consumers.windows.config import WindowTuning
 from agent_events.services._base import Service
 from agent_events.settings import AgentEventsSettings
 
@@ -62,26 +63,12 @@ class AggregateService(Service):
         section = self.settings.aggregate
         window = WindowedAggregationConfig(
             **self.settings.connection().model_dump(),
+            **{name: getattr(config, name) for name in GroupMemberTuning.model_fields},
+            **section.model_dump(include=set(WindowTuning.model_fields)),
             topics=config.topics,
             group_id=config.group_id,
-            group_instance_id=config.group_instance_id,
-            auto_offset_reset=config.auto_offset_reset,
-            session_timeout_ms=config.session_timeout_ms,
-            heartbeat_interval_ms=config.heartbeat_interval_ms,
-            max_poll_interval_ms=config.max_poll_interval_ms,
-            commit_interval_s=config.commit_interval_s,
             dlq_topic=config.dlq_topic,
             window=parse_window(section.window, grace=section.grace),
-            key_fields=section.key_fields,
-            store_name=section.store_name,
-            output_topic=section.output_topic,
-            late_topic=section.late_topic,
-            alerts_topic=section.alerts_topic,
-            alert_threshold=section.alert_threshold,
-            emit_on_update=section.emit_on_update,
-            processing_guarantee=section.guarantee,
-            repartition=section.repartition,
-            idle_source_after_s=section.idle_source_after_s,
         )
         processor = WindowProcessor(window, alert_bus=self.bus)
         self.registry.register(WindowMetricsCollector(config.group_id, processor.metrics_snapshot))

@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agent_events.consumers.config import DEFAULT_DLQ_TOPIC, ConsumerConfig
+from agent_events.consumers.config import DEFAULT_DLQ_TOPIC, ConsumerConfig, GroupMemberTuning
 from agent_events.consumers.windows.aggregations import DEFAULT_KEY_FIELDS, KEY_FIELDS
 from agent_events.consumers.windows.definitions import (
     HoppingWindow,
@@ -27,13 +27,16 @@ from agent_events.producers.config import DEFAULT_TOPIC, KafkaConnectionConfig
 
 __all__ = [
     "DEFAULT_AGGREGATES_TOPIC",
+    "DEFAULT_ALERTS_TOPIC",
     "GuaranteeSetting",
     "ProcessingGuarantee",
     "WindowSettings",
+    "WindowTuning",
     "WindowedAggregationConfig",
 ]
 
 DEFAULT_AGGREGATES_TOPIC: Final = "agent.events.aggregates"
+DEFAULT_ALERTS_TOPIC: Final = "agent.events.alerts"
 
 ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
 
@@ -41,14 +44,83 @@ GuaranteeSetting = Literal["exactly_once", "at_least_once", "auto"]
 """``auto``: exactly once where the broker has transactions, else at least once (loudly)."""
 
 
-class WindowedAggregationConfig(KafkaConnectionConfig):
+def _split_fields(value: Any) -> Any:
+    """``"event_type, agent_id"`` (a flag or variable) -> ``("event_type", "agent_id")``."""
+    if isinstance(value, str):
+        return tuple(f.strip() for f in value.split(",") if f.strip())
+    return value
+
+
+class WindowTuning(BaseModel):
+    """What an operator chooses about windows: keys, topics, alerts, guarantee.
+
+    Declared once, with one set of defaults: the ``aggregate`` service's settings section
+    (:class:`WindowSettings`) and :class:`WindowedAggregationConfig` both inherit it.
+    ``processing_guarantee="auto"`` runs read-process-write in Kafka transactions where
+    the broker has them (exactly once) and says loudly when it falls back to at least once;
+    ``"exactly_once"`` refuses a broker without transactions.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_fields: tuple[str, ...] = DEFAULT_KEY_FIELDS
+    store_name: str = Field(default="windows", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    output_topic: str = DEFAULT_AGGREGATES_TOPIC
+    late_topic: str | None = Field(
+        default=None, description="Where events too late for every window go; None: counted only."
+    )
+    alerts_topic: str | None = Field(
+        default=DEFAULT_ALERTS_TOPIC,
+        description="Threshold alerts go here (in the transaction) when alert_threshold is "
+        "set; None: on the bus only.",
+    )
+    alert_threshold: int | None = Field(
+        default=None, ge=1, description="Fire an alert when a window's count reaches this."
+    )
+    emit_on_update: bool = Field(
+        default=False,
+        description="Also emit the current value of every updated open window at each commit.",
+    )
+    processing_guarantee: GuaranteeSetting = "auto"
+    repartition: bool | None = None
+    idle_source_after_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="An input partition without records for this long stops holding the "
+        "watermark back (after a repartition).",
+    )
+
+    @field_validator("key_fields", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return _split_fields(value)
+
+    @field_validator("key_fields")
+    @classmethod
+    def _known_fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [f for f in value if f not in KEY_FIELDS]
+        if not value or unknown:
+            raise ValueError(f"key_fields must be some of {', '.join(KEY_FIELDS)}")
+        return value
+
+    @field_validator("processing_guarantee", mode="before")
+    @classmethod
+    def _dashes(cls, value: Any) -> Any:
+        return value.replace("-", "_") if isinstance(value, str) else value
+
+    @property
+    def alerts_output(self) -> str | None:
+        """The topic alerts are written to: ``alerts_topic``, only when alerts can fire."""
+        return self.alerts_topic if self.alert_threshold is not None else None
+
+
+class WindowedAggregationConfig(KafkaConnectionConfig, GroupMemberTuning, WindowTuning):
     """One windowed aggregation: what it reads, how it windows and keys, where it writes.
 
-    ``processing_guarantee="exactly_once"`` (the default) runs read-process-write in
-    Kafka transactions and needs a broker with transactions; ``"at_least_once"``
-    works on any broker, and after a crash may count events again and emit a
-    window twice (see ``docs/WINDOWS.md``); ``"auto"`` picks the first the broker
-    supports and says so.
+    The group-member knobs are :class:`~consumers.config.GroupMemberTuning`'s and the
+    window knobs :class:`WindowTuning`'s (see there for ``processing_guarantee``); with
+    ``"at_least_once"`` a crash may count events again and emit a window twice (see
+    ``docs/WINDOWS.md``).
 
     ``repartition`` (default: automatic) re-keys events by the window key through
     an internal topic, so all events of a key meet in one partition. It is needed
@@ -63,46 +135,15 @@ class WindowedAggregationConfig(KafkaConnectionConfig):
     window: Any = Field(
         description="A window definition, or its text form: tumbling:60s, hopping:60s/10s, sliding:60s."
     )
-    key_fields: tuple[str, ...] = DEFAULT_KEY_FIELDS
-    store_name: str = Field(default="windows", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    output_topic: str = DEFAULT_AGGREGATES_TOPIC
-    late_topic: str | None = Field(
-        default=None, description="Where events too late for every window go; None: counted only."
-    )
-    alerts_topic: str | None = Field(
-        default=None, description="Topic for threshold alerts (in the transaction); None: bus only."
-    )
     dlq_topic: str | None = DEFAULT_DLQ_TOPIC
-    emit_on_update: bool = Field(
-        default=False,
-        description="Also emit the current value of every updated open window at each commit.",
-    )
-    alert_threshold: int | None = Field(
-        default=None, ge=1, description="Fire an alert when a window's count reaches this."
-    )
-    processing_guarantee: GuaranteeSetting = "exactly_once"
-    repartition: bool | None = None
-    commit_interval_s: float = Field(default=0.5, gt=0)
     max_pending_records: int = Field(
         default=20_000, ge=1, description="Commit early once this many output records wait."
     )
-    max_poll_records: int = Field(default=1_000, ge=1)
-    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
-    group_instance_id: str | None = None
-    session_timeout_ms: int = Field(default=10_000, ge=1_000)
-    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
-    max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
     transaction_timeout_ms: int = Field(default=60_000, ge=1_000)
     replication_factor: int = Field(
         default=1, ge=1, description="Replication of the topics the processor creates."
     )
     restore_deadline_s: float = Field(default=300.0, gt=0)
-    idle_source_after_s: float = Field(
-        default=5.0,
-        gt=0,
-        description="An input partition without records for this long stops holding the "
-        "watermark back (after a repartition).",
-    )
 
     @model_validator(mode="before")
     @classmethod
@@ -125,18 +166,10 @@ class WindowedAggregationConfig(KafkaConnectionConfig):
             raise ValueError("window must be a window definition or text like tumbling:60s")
         return value
 
-    @field_validator("key_fields")
-    @classmethod
-    def _known_fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [f for f in value if f not in KEY_FIELDS]
-        if not value or unknown:
-            raise ValueError(f"key fields must be some of {', '.join(KEY_FIELDS)}")
-        return value
-
     @model_validator(mode="after")
     def _consistent(self) -> WindowedAggregationConfig:
         internal = {self.changelog_topic, self.repartition_topic}
-        for name in (self.output_topic, self.late_topic, self.alerts_topic, self.dlq_topic):
+        for name in (self.output_topic, self.late_topic, self.alerts_output, self.dlq_topic):
             if name is not None and (name in self.topics or name in internal):
                 raise ValueError(
                     f"topic {name!r} is also an input or internal topic; that would loop"
@@ -146,8 +179,6 @@ class WindowedAggregationConfig(KafkaConnectionConfig):
                 "several input topics need repartition=True: their partitions would share "
                 "one changelog partition"
             )
-        if self.heartbeat_interval_ms >= self.session_timeout_ms:
-            raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
         return self
 
     @property
@@ -186,67 +217,28 @@ class WindowedAggregationConfig(KafkaConnectionConfig):
         """Keyword arguments for the group's ``AIOKafkaConsumer`` (read_committed, manual commits)."""
         consumer = ConsumerConfig(
             **self.connection().model_dump(),
+            **{name: getattr(self, name) for name in GroupMemberTuning.model_fields},
             topics=self.consumed_topics,
             group_id=self.group_id,
-            group_instance_id=self.group_instance_id,
-            auto_offset_reset=self.auto_offset_reset,
-            max_poll_records=self.max_poll_records,
-            session_timeout_ms=self.session_timeout_ms,
-            heartbeat_interval_ms=self.heartbeat_interval_ms,
-            max_poll_interval_ms=self.max_poll_interval_ms,
             isolation_level="read_committed",
             dlq_topic=None,
         )
         return consumer.consumer_kwargs()
 
-    def connection(self) -> KafkaConnectionConfig:
-        """Just the connection settings (for admin and standalone clients)."""
-        fields = KafkaConnectionConfig.model_fields
-        return KafkaConnectionConfig(**{k: getattr(self, k) for k in fields})
 
-
-class WindowSettings(BaseModel):
+class WindowSettings(WindowTuning):
     """The ``aggregate`` service's section of the settings (flags, ``AGENT_EVENTS_AGGREGATE__*``).
 
-    Only what an operator chooses; Kafka connection, group and topic come from the
-    service's common settings. Validated when loaded, so a bad window fails at start.
+    :class:`WindowTuning` plus the window as text; Kafka connection, group and topic come
+    from the service's common settings. Validated when loaded, so a bad window fails at start.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     window: str = Field(
         default="tumbling:60s", description="tumbling:SIZE, hopping:SIZE/STEP or sliding:SIZE."
     )
     grace: str = Field(default="0s", description="How long late events still join a window.")
-    key_fields: tuple[str, ...] = DEFAULT_KEY_FIELDS
-    output_topic: str = DEFAULT_AGGREGATES_TOPIC
-    late_topic: str | None = None
-    alerts_topic: str | None = "agent.events.alerts"
-    alert_threshold: int | None = Field(default=None, ge=1)
-    emit_on_update: bool = False
-    guarantee: GuaranteeSetting = "auto"
-    store_name: str = Field(default="windows", pattern=r"^[A-Za-z0-9._-]+$")
-    repartition: bool | None = None
-    idle_source_after_s: float = Field(default=5.0, gt=0)
 
     @model_validator(mode="after")
     def _window_parses(self) -> WindowSettings:
         parse_window(self.window, grace=self.grace)
-        unknown = [f for f in self.key_fields if f not in KEY_FIELDS]
-        if not self.key_fields or unknown:
-            raise ValueError(f"key_fields must be some of {', '.join(KEY_FIELDS)}")
         return self
-
-    @field_validator("guarantee", mode="before")
-    @classmethod
-    def _dashes(cls, value: Any) -> Any:
-        return value.replace("-", "_") if isinstance(value, str) else value
-
-    @field_validator("key_fields", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        return (
-            tuple(f.strip() for f in value.split(",") if f.strip())
-            if isinstance(value, str)
-            else value
-        )

@@ -277,7 +277,7 @@ class AggregateTask(PartitionTask):
         alerts = engine.take_alerts()
         self.counters.alerts += len(alerts)
         self._alerts.extend(alerts)
-        alerts_topic = self._config.alerts_topic
+        alerts_topic = self._config.alerts_output
         if alerts_topic is not None:
             for alert in alerts:
                 event = alert.to_event(self._config.group_id)

@@ -51,7 +51,7 @@ async def ensure_window_topics(
     for topic in (
         config.output_topic,
         config.late_topic,
-        config.alerts_topic,
+        config.alerts_output,
         config.dlq_topic,
     ):
         if topic is not None:

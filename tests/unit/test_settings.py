@@ -269,3 +269,32 @@ def test_a_section_variable_that_is_not_json_is_one_line_saying_what_to_write(
     with pytest.raises(ConfigError, match="AGENT_EVENTS_CONSUMER__NAME=value") as caught:
         load_settings(dotenv=None)
     assert "\n" not in str(caught.value)
+
+
+def test_every_consumer_and_window_knob_is_declared_once() -> None:
+    """One declaration (and so one default) per knob; the configs inherit them."""
+    from agent_events.consumers.config import ConsumerConfig, ConsumerTuning, GroupMemberTuning
+    from agent_events.consumers.windows.config import (
+        WindowedAggregationConfig,
+        WindowSettings,
+        WindowTuning,
+    )
+    from agent_events.producers.config import ProducerConfig, ProducerTuning
+    from agent_events.transport import KafkaConnectionConfig
+
+    family = [
+        KafkaConnectionConfig, GroupMemberTuning, ConsumerTuning, ConsumerConfig, WindowTuning,
+        WindowSettings, WindowedAggregationConfig, ProducerTuning, ProducerConfig,
+        AgentEventsSettings,
+    ]  # fmt: skip
+    # What a config reads and where it dead-letters: wiring each config names for itself.
+    wiring = {"topics", "topic", "group_id", "dlq_topic", "window"}
+    declared: dict[str, list[str]] = {}
+    for cls in family:
+        for name in vars(cls).get("__annotations__", {}):
+            if name in cls.model_fields and name not in wiring:
+                declared.setdefault(name, []).append(cls.__name__)
+    twice = {name: owners for name, owners in declared.items() if len(owners) > 1}
+    assert not twice
+    assert WindowedAggregationConfig.model_fields["processing_guarantee"].default == "auto"
+    assert WindowSettings().processing_guarantee == "auto"

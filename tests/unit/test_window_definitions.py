@@ -113,10 +113,10 @@ def test_service_settings_accept_the_cli_spellings() -> None:
         window="hopping:60s/10s",
         grace="10s",
         key_fields="event_type, user_id",
-        guarantee="at-least-once",
+        processing_guarantee="at-least-once",
     )
     assert settings.key_fields == ("event_type", "user_id")
-    assert settings.guarantee == "at_least_once"
+    assert settings.processing_guarantee == "at_least_once"
     with pytest.raises(ValueError, match="unknown window kind"):
         WindowSettings(window="daily:1d")
 
