@@ -21,8 +21,8 @@ from aiokafka.errors import KafkaError as AIOKafkaError
 from agent_events.agent_runtime.errors import KafkaError
 from agent_events.agent_runtime.resource import AsyncResource
 from agent_events.producers.config import KafkaConnectionConfig
-from agent_events.producers.connect import start_with_backoff
 from agent_events.producers.headers import Headers, header_value
+from agent_events.transport import backend_for, start_client
 
 __all__ = [
     "ERROR_HEADER_PREFIX",
@@ -114,14 +114,9 @@ class DeadLetterPublisher(AsyncResource):
         self.published = 0
 
     async def start(self) -> None:
-        producer = AIOKafkaProducer(acks="all", linger_ms=0, **self._connection.client_kwargs())
-        await start_with_backoff(
-            producer.start,
-            what="dead-letter producer",
-            bootstrap_servers=self._connection.bootstrap_servers,
-            deadline_s=self._connection.connect_timeout_s,
-            close=producer.stop,
-        )
+        options = {"acks": "all", "linger_ms": 0}
+        producer = backend_for(self._connection).producer(self._connection, options)
+        await start_client(producer, self._connection, what="dead-letter producer")
         self._producer = producer
 
     async def stop(self) -> None:

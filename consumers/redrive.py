@@ -18,8 +18,8 @@ from aiokafka import AIOKafkaProducer
 from agent_events.consumers.dlq import error_headers_of, redrive_headers
 from agent_events.consumers.scan import scan_topic, standalone_consumer, topic_partitions
 from agent_events.producers.config import KafkaConnectionConfig
-from agent_events.producers.connect import start_with_backoff
 from agent_events.producers.headers import EVENT_TYPE_HEADER, header_value
+from agent_events.transport import backend_for, start_client
 
 __all__ = ["DeadLetterFilter", "DeadLetterRecord", "RedriveReport", "read_dead_letters", "redrive"]
 
@@ -124,14 +124,8 @@ async def redrive(
     report = RedriveReport()
     producer: AIOKafkaProducer | None = None
     if not dry_run:
-        producer = AIOKafkaProducer(acks="all", **connection.client_kwargs())
-        await start_with_backoff(
-            producer.start,
-            what="re-drive producer",
-            bootstrap_servers=connection.bootstrap_servers,
-            deadline_s=connection.connect_timeout_s,
-            close=producer.stop,
-        )
+        producer = backend_for(connection).producer(connection, {"acks": "all"})
+        await start_client(producer, connection, what="re-drive producer")
     try:
         async for letter in read_dead_letters(connection, dlq_topic, selection, limit=limit):
             report.matched += 1
