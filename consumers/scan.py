@@ -62,7 +62,7 @@ async def topic_partitions(
     known = consumer.partitions_for_topic(topic)
     if not known:
         # A topic is unknown until asked for; aiokafka has no public metadata refresh.
-        await consumer._client.force_metadata_update()
+        await consumer._client.force_metadata_update()  # noqa: SLF001 (no public refresh)
         known = consumer.partitions_for_topic(topic)
     if not known:
         raise ConfigError(f"topic {topic!r} does not exist on the broker")

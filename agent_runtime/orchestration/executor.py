@@ -117,7 +117,7 @@ class AgentExecutor:
 
         try:
             output = await self._complete(context.render_prompt(), model)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (any LLM failure ends the run as a result)
             return await self._fail(events, started, exc, stage="llm")
 
         elapsed = _elapsed_ms(started)

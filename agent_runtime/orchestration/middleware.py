@@ -94,7 +94,7 @@ class MiddlewarePipeline:
             started = time.perf_counter()
             try:
                 await middleware(context)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 (a user's middleware may raise anything)
                 await observer.middleware_failed(name, _elapsed_ms(started), exc)
                 return FailedMiddleware(name, exc)
             await observer.middleware_executed(name, _elapsed_ms(started))

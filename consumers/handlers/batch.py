@@ -155,7 +155,7 @@ class BatchEventHandler:
         except asyncio.CancelledError:
             self._failed = batch  # not lost: the next flush (or aclose) retries it
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (the user's batch function may raise anything)
             self._failed_attempts += 1
             if self._failed_attempts < self.max_batch_attempts:
                 self._failed = batch

@@ -72,7 +72,7 @@ class EventRouter:
         for handler in handlers:
             try:
                 await call_handler(handler, event)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 (collected and re-raised as a group)
                 exc.add_note(f"in route handler {handler_name(handler)}")
                 errors.append(exc)
         if errors:
