@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent_events.producers.config import DEFAULT_TOPIC, KafkaConnectionConfig
+from agent_events.transport import ConnectionOptions
 
 __all__ = [
     "DEFAULT_DLQ_TOPIC",
     "ConsumerConfig",
+    "ConsumerOptions",
     "ConsumerTuning",
+    "GroupMemberOptions",
     "GroupMemberTuning",
     "Ordering",
 ]
@@ -121,3 +124,32 @@ class ConsumerConfig(KafkaConnectionConfig, ConsumerTuning):
         if self.group_instance_id:
             kwargs["group_instance_id"] = self.group_instance_id
         return kwargs
+
+
+class GroupMemberOptions(TypedDict, total=False):
+    """:class:`GroupMemberTuning`'s fields as typed keyword arguments."""
+
+    group_instance_id: str | None
+    session_timeout_ms: int
+    heartbeat_interval_ms: int
+    max_poll_interval_ms: int
+    max_poll_records: int
+    auto_offset_reset: Literal["earliest", "latest"]
+    commit_interval_s: float
+
+
+class ConsumerOptions(ConnectionOptions, GroupMemberOptions, total=False):
+    """:class:`ConsumerConfig`'s fields as typed keyword arguments (``ConsumerService(...)``)."""
+
+    ordering: Ordering
+    max_concurrent_keys: int
+    handler_timeout_s: float | None
+    max_retries: int
+    retry_backoff_s: float
+    retry_backoff_max_s: float
+    max_buffered_per_partition: int
+    drain_timeout_s: float
+    isolation_level: Literal["read_uncommitted", "read_committed"]
+    topics: list[str]
+    group_id: str
+    dlq_topic: str | None

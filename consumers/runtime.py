@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
@@ -37,7 +37,7 @@ from aiokafka.structs import TopicPartition
 from agent_events.agent_runtime.errors import ConfigError, KafkaError
 from agent_events.agent_runtime.event_bus import EventBus, Handler
 from agent_events.agent_runtime.events import EventType, EventTypeLike
-from agent_events.consumers.config import ConsumerConfig
+from agent_events.consumers.config import ConsumerConfig, ConsumerOptions
 from agent_events.consumers.dlq import DeadLetterPublisher
 from agent_events.consumers.member import GroupMember, commit_offsets
 from agent_events.consumers.processing import ProcessingObserver, RecordProcessor
@@ -67,12 +67,9 @@ class ConsumerService(GroupMember):
         bus: EventBus | None = None,
         codec: EventCodec | None = None,
         observer: ProcessingObserver | None = None,
-        **overrides: Any,
+        **options: Unpack[ConsumerOptions],
     ) -> None:
-        if config is None:
-            config = ConsumerConfig(**overrides)
-        elif overrides:
-            config = ConsumerConfig.model_validate({**config.model_dump(), **overrides})
+        config = ConsumerConfig.with_overrides(config, options)
         super().__init__(group_id=config.group_id, commit_interval_s=config.commit_interval_s)
         self.config = config
         self._handlers = list(handlers)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent_events.transport import KafkaConnectionConfig, backend_for
+from agent_events.transport import ConnectionOptions, KafkaConnectionConfig, backend_for
 
 __all__ = [
     "COMPRESSION_TYPES",
@@ -21,6 +21,7 @@ __all__ = [
     "CompressionType",
     "KafkaConnectionConfig",
     "ProducerConfig",
+    "ProducerOptions",
     "ProducerTuning",
 ]
 
@@ -96,3 +97,18 @@ class ProducerConfig(KafkaConnectionConfig, ProducerTuning):
             "compression_type": self.compression_type,
             "retry_backoff_ms": self.retry_backoff_ms,
         }
+
+
+class ProducerOptions(ConnectionOptions, total=False):
+    """:class:`ProducerConfig`'s fields as typed keyword arguments (``KafkaEventProducer(...)``)."""
+
+    acks: Literal["all", 1, 0]
+    enable_idempotence: bool
+    require_idempotence: bool
+    linger_ms: int
+    max_batch_size: int
+    max_request_size: int
+    compression_type: CompressionType | None
+    retry_backoff_ms: int
+    sequence_cache_size: int
+    topic: str

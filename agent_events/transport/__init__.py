@@ -19,6 +19,7 @@ from agent_events.transport._clients import (
 )
 from agent_events.transport._connection import (
     ClientKind,
+    ConnectionOptions,
     KafkaConnectionConfig,
     SaslMechanism,
     SecurityProtocol,
@@ -29,6 +30,7 @@ __all__ = [
     "BrokerUnreachable",
     "ClientBackend",
     "ClientKind",
+    "ConnectionOptions",
     "KafkaConnectionConfig",
     "LRUMap",
     "SaslMechanism",

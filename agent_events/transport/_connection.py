@@ -9,13 +9,20 @@ a librdkafka backend plugs in behind the same name later).
 from __future__ import annotations
 
 import ssl
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Self, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from agent_events.agent_runtime.errors import ConfigError
 
-__all__ = ["ClientKind", "KafkaConnectionConfig", "SaslMechanism", "SecurityProtocol"]
+__all__ = [
+    "ClientKind",
+    "ConnectionOptions",
+    "KafkaConnectionConfig",
+    "SaslMechanism",
+    "SecurityProtocol",
+]
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
@@ -60,6 +67,19 @@ class KafkaConnectionConfig(BaseModel):
                 raise ValueError(f"bootstrap server {host!r} is not host:port")
         return ",".join(hosts)
 
+    @classmethod
+    def with_overrides(cls, config: Self | None, overrides: Mapping[str, Any]) -> Self:
+        """``config`` with ``overrides`` applied and validated; a new config when ``None``.
+
+        The one way a constructor taking ``config=None, **options`` builds its config.
+        """
+        if config is None:
+            return cls(**overrides)
+        if not overrides:
+            return config
+        current = {name: getattr(config, name) for name in cls.model_fields}
+        return cls.model_validate({**current, **overrides})
+
     def connection(self) -> KafkaConnectionConfig:
         """Only the connection part of this model (for admin clients and readers)."""
         names = KafkaConnectionConfig.model_fields
@@ -99,3 +119,24 @@ class KafkaConnectionConfig(BaseModel):
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"cannot load the SSL files: {exc}") from exc
         return context
+
+
+class ConnectionOptions(TypedDict, total=False):
+    """:class:`KafkaConnectionConfig`'s fields as typed keyword arguments.
+
+    For ``**options: Unpack[...]`` in public constructors, so IDEs and mypy check a user's
+    keywords; defaults and validation stay in the model (a test keeps the two in step).
+    """
+
+    bootstrap_servers: str
+    client_id: str | None
+    security_protocol: SecurityProtocol
+    sasl_mechanism: SaslMechanism | None
+    sasl_plain_username: str | None
+    sasl_plain_password: SecretStr | str | None
+    ssl_cafile: str | None
+    ssl_certfile: str | None
+    ssl_keyfile: str | None
+    request_timeout_ms: int
+    connect_timeout_s: float
+    client: ClientKind

@@ -13,7 +13,12 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agent_events.consumers.config import DEFAULT_DLQ_TOPIC, ConsumerConfig, GroupMemberTuning
+from agent_events.consumers.config import (
+    DEFAULT_DLQ_TOPIC,
+    ConsumerConfig,
+    GroupMemberOptions,
+    GroupMemberTuning,
+)
 from agent_events.consumers.windows.aggregations import DEFAULT_KEY_FIELDS, KEY_FIELDS
 from agent_events.consumers.windows.definitions import (
     HoppingWindow,
@@ -24,12 +29,14 @@ from agent_events.consumers.windows.definitions import (
     parse_window,
 )
 from agent_events.producers.config import DEFAULT_TOPIC, KafkaConnectionConfig
+from agent_events.transport import ConnectionOptions
 
 __all__ = [
     "DEFAULT_AGGREGATES_TOPIC",
     "DEFAULT_ALERTS_TOPIC",
     "GuaranteeSetting",
     "ProcessingGuarantee",
+    "WindowOptions",
     "WindowSettings",
     "WindowTuning",
     "WindowedAggregationConfig",
@@ -242,3 +249,30 @@ class WindowSettings(WindowTuning):
     def _window_parses(self) -> WindowSettings:
         parse_window(self.window, grace=self.grace)
         return self
+
+
+class WindowOptions(ConnectionOptions, GroupMemberOptions, total=False):
+    """:class:`WindowedAggregationConfig`'s fields as typed keyword arguments.
+
+    ``window`` also takes its text form and ``grace`` a duration (``"10s"``), as the model does.
+    """
+
+    key_fields: tuple[str, ...]
+    store_name: str
+    output_topic: str
+    late_topic: str | None
+    alerts_topic: str | None
+    alert_threshold: int | None
+    emit_on_update: bool
+    processing_guarantee: GuaranteeSetting
+    repartition: bool | None
+    idle_source_after_s: float
+    topics: list[str]
+    group_id: str
+    window: WindowDefinition | str
+    grace: str | int
+    dlq_topic: str | None
+    max_pending_records: int
+    transaction_timeout_ms: int
+    replication_factor: int
+    restore_deadline_s: float

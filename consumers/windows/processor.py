@@ -30,7 +30,7 @@ import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Unpack
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
@@ -46,7 +46,11 @@ from agent_events.consumers.windows.commit import (
     Committer,
     TransactionalCommitter,
 )
-from agent_events.consumers.windows.config import ProcessingGuarantee, WindowedAggregationConfig
+from agent_events.consumers.windows.config import (
+    ProcessingGuarantee,
+    WindowedAggregationConfig,
+    WindowOptions,
+)
 from agent_events.consumers.windows.definitions import SlidingWindow
 from agent_events.consumers.windows.engine import WindowEngine
 from agent_events.consumers.windows.metrics import WindowMetrics
@@ -77,12 +81,9 @@ class WindowProcessor(GroupMember):
         reducers: Iterable[Reducer[Any]] = (),
         alert_bus: EventBus | None = None,
         event_codec: EventCodec | None = None,
-        **overrides: Any,
+        **options: Unpack[WindowOptions],
     ) -> None:
-        if config is None:
-            config = WindowedAggregationConfig(**overrides)
-        elif overrides:
-            config = WindowedAggregationConfig.model_validate({**config.model_dump(), **overrides})
+        config = WindowedAggregationConfig.with_overrides(config, options)
         super().__init__(group_id=config.group_id, commit_interval_s=config.commit_interval_s)
         self.config = config
         self.aggregations = Aggregations(

@@ -298,3 +298,36 @@ def test_every_consumer_and_window_knob_is_declared_once() -> None:
     assert not twice
     assert WindowedAggregationConfig.model_fields["processing_guarantee"].default == "auto"
     assert WindowSettings().processing_guarantee == "auto"
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "extra"),
+    [
+        ("agent_events.producers.config:ProducerConfig", "ProducerOptions", set()),
+        ("agent_events.consumers.config:ConsumerConfig", "ConsumerOptions", set()),
+        (
+            "agent_events.consumers.windows.config:WindowedAggregationConfig",
+            "WindowOptions",
+            {"grace"},
+        ),
+    ],
+)
+def test_constructor_keywords_are_exactly_the_config_fields(
+    model: str, options: str, extra: set[str]
+) -> None:
+    """The typed ``**options`` of the public constructors name every field, and only those."""
+    import importlib
+    import typing
+
+    module_name, _, class_name = model.partition(":")
+    module = importlib.import_module(module_name)
+    fields = set(getattr(module, class_name).model_fields)
+    keywords = set(typing.get_type_hints(getattr(module, options)))
+    assert keywords == fields | extra
+
+
+def test_a_misspelt_constructor_keyword_is_refused() -> None:
+    from agent_events import ConsumerService
+
+    with pytest.raises(ValueError, match="max_retriez"):
+        ConsumerService(group_id="g", max_retriez=3)  # type: ignore[call-arg]
