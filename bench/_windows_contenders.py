@@ -22,7 +22,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from agent_events.broker import create_topic
-from agent_events.consumers.windows import WindowProcessor, event_time_ms
+from agent_events.consumers.windows import WindowProcessor
+from agent_events.consumers.windows.aggregations import event_time_ms
 from agent_events.schemas.codec import decode_event
 
 __all__ = ["CONTENDERS", "GRACE_MS", "SIZE_MS", "Contender", "run_quix"]

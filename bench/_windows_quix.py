@@ -22,7 +22,7 @@ from quixstreams import Application
 from quixstreams.dataframe.windows import Count, Max, Mean, Min, Sum
 from quixstreams.models.serializers import Deserializer
 
-from agent_events.consumers.windows import event_time_ms
+from agent_events.consumers.windows.aggregations import event_time_ms
 from agent_events.schemas.codec import decode_event
 
 

@@ -13,13 +13,8 @@ from kafka_support import produce
 
 from agent_events.agent_runtime.event_bus import EventType, SystemEvent
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
-from agent_events.consumers import (
-    ConsumerService,
-    DeadLetterFilter,
-    error_headers_of,
-    read_dead_letters,
-    redrive,
-)
+from agent_events.consumers import ConsumerService, DeadLetterFilter, read_dead_letters, redrive
+from agent_events.consumers.dlq import error_headers_of
 from agent_events.producers.config import KafkaConnectionConfig
 from agent_events.schemas.codec import encode_event
 

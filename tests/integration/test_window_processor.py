@@ -33,7 +33,8 @@ from agent_events.broker.capabilities import BrokerCapabilities
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
 from agent_events.consumers.dlq import error_headers_of
 from agent_events.consumers.handlers.aggregator import ALERT_KIND
-from agent_events.consumers.windows import LATE_HEADER_PREFIX, HoppingWindow, WindowProcessor
+from agent_events.consumers.windows import HoppingWindow, WindowProcessor
+from agent_events.consumers.windows.tasks import LATE_HEADER_PREFIX
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agent_events.agent_runtime.events import EventType, SystemEvent
-from agent_events.consumers.windows import WindowAggregate, WindowAggregateCodec, WindowValues
+from agent_events.consumers.windows import WindowAggregate, WindowAggregateCodec
+from agent_events.consumers.windows.aggregations import WindowValues
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

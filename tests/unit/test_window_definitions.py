@@ -16,11 +16,11 @@ from agent_events.consumers.windows import (
     WindowAggregateCodec,
     WindowedAggregationConfig,
     WindowSettings,
-    WindowValues,
-    format_duration,
     parse_duration,
     parse_window,
 )
+from agent_events.consumers.windows.aggregations import WindowValues
+from agent_events.consumers.windows.definitions import format_duration
 
 
 @pytest.mark.parametrize(

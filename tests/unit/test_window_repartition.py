@@ -20,20 +20,18 @@ from hypothesis import strategies as st
 
 from agent_events.agent_runtime.events import EventType, SystemEvent
 from agent_events.consumers.windows import (
-    AggregateTask,
-    Aggregations,
     HoppingWindow,
-    RekeyTask,
     SlidingWindow,
     TumblingWindow,
     WindowAggregateCodec,
     WindowDefinition,
     WindowedAggregationConfig,
-    WindowEngine,
-    WindowStore,
-    key_function,
 )
-from agent_events.consumers.windows.state import SourceMark
+from agent_events.consumers.windows.aggregations import Aggregations, key_function
+from agent_events.consumers.windows.engine import WindowEngine
+from agent_events.consumers.windows.rekey import RekeyTask
+from agent_events.consumers.windows.state import SourceMark, WindowStore
+from agent_events.consumers.windows.tasks import AggregateTask
 from agent_events.consumers.windows.watermarks import effective_watermark
 from agent_events.schemas.codec import EventCodec, encode_event
 
