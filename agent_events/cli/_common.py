@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -22,6 +24,8 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from agent_events.consumers.capabilities import detect_capabilities, require
+from agent_events.consumers.replay import FeatureCheck
 from agent_events.producers.config import KafkaConnectionConfig
 from agent_events.settings import AgentEventsSettings, load_settings
 
@@ -31,8 +35,11 @@ __all__ = [
     "ConfigFile",
     "ConnectTimeout",
     "Topic",
+    "broker_check",
     "connection",
     "first_error",
+    "format_columns",
+    "quiet_client_logs",
     "run_until_signalled",
     "stop_on_signals",
     "table_console",
@@ -159,3 +166,43 @@ def run_until_signalled(main: Callable[[asyncio.Event], Coroutine[Any, Any, T]])
             return await main(stop)
 
     return asyncio.run(runner())
+
+
+def format_columns(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Rows under headers in left-aligned columns, as Kafka's tools print them (greppable,
+    never truncated, whatever the terminal's width); ``None`` prints as ``-``."""
+    cells = [list(headers)] + [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
+
+
+def broker_check(connection: KafkaConnectionConfig) -> FeatureCheck:
+    """A :class:`FeatureCheck` that refuses what the broker lacks.
+
+    Read-only: the broker's features come from its ``ApiVersions`` answer, asked once with
+    ``connection``'s own security settings (no probe topic, group or producer).
+    """
+
+    async def check(feature: str, *, operation: str) -> None:
+        require(await detect_capabilities(connection), feature, operation=operation)
+
+    return check
+
+
+@contextmanager
+def quiet_client_logs() -> Iterator[None]:
+    """Keep aiokafka's and the capability check's log lines off a command's stderr.
+
+    The command reports what a broker lacks itself, in one line.
+    """
+    loggers = [logging.getLogger(n) for n in ("aiokafka", "agent_events.consumers.capabilities")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)

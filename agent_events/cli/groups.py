@@ -23,9 +23,11 @@ from agent_events.cli._common import (
     BootstrapServers,
     ConfigFile,
     ConnectTimeout,
+    broker_check,
     connection,
+    format_columns,
+    quiet_client_logs,
 )
-from agent_events.cli.replay import broker_check, format_columns, quiet_client_logs
 from agent_events.consumers.groups import (
     GroupDescription,
     OffsetChange,

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 import typer
@@ -40,12 +39,13 @@ from agent_events.cli._common import (
     ConfigFile,
     ConnectTimeout,
     Topic,
+    broker_check,
+    format_columns,
+    quiet_client_logs,
     tool_settings,
 )
-from agent_events.consumers.capabilities import detect_capabilities, require
 from agent_events.consumers.handlers import EventSourcingHandler, SQLiteEventStore
 from agent_events.consumers.replay import (
-    FeatureCheck,
     FromBeginning,
     FromOffsets,
     FromShift,
@@ -72,53 +72,10 @@ from agent_events.producers.config import KafkaConnectionConfig
 from agent_events.services.store import sqlite_path, store_from_url
 
 __all__ = [
-    "broker_check",
-    "format_columns",
     "parse_store",
-    "quiet_client_logs",
     "replay_command",
     "spec_from_flags",
 ]
-
-
-def format_columns(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """Rows under headers in left-aligned columns, as Kafka's tools print them (greppable,
-    never truncated, whatever the terminal's width); ``None`` prints as ``-``."""
-    cells = [list(headers)] + [["-" if v is None else str(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    )
-
-
-def broker_check(connection: KafkaConnectionConfig) -> FeatureCheck:
-    """A :class:`FeatureCheck` that refuses what the broker lacks.
-
-    Read-only: the broker's features come from its ``ApiVersions`` answer, asked once with
-    ``connection``'s own security settings (no probe topic, group or producer).
-    """
-
-    async def check(feature: str, *, operation: str) -> None:
-        require(await detect_capabilities(connection), feature, operation=operation)
-
-    return check
-
-
-@contextmanager
-def quiet_client_logs() -> Iterator[None]:
-    """Keep aiokafka's and the capability check's log lines off a command's stderr.
-
-    The command reports what a broker lacks itself, in one line.
-    """
-    loggers = [logging.getLogger(n) for n in ("aiokafka", "agent_events.consumers.capabilities")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
 
 
 def parse_store(url: str) -> str:

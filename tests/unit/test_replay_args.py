@@ -8,8 +8,9 @@ import pytest
 
 from agent_events.agent_runtime.errors import ConfigError
 from agent_events.cli import main as cli_main
+from agent_events.cli._common import format_columns
 from agent_events.cli.groups import parse_topic_scope, strategy_from_flags
-from agent_events.cli.replay import format_columns, parse_store, spec_from_flags
+from agent_events.cli.replay import parse_store, spec_from_flags
 from agent_events.consumers.groups import ResetStrategy
 from agent_events.consumers.replay import (
     FromBeginning,
