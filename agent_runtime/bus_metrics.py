@@ -92,14 +92,6 @@ class BusMetrics:
             stats = self.latency[handler] = LatencyStats()
         return stats
 
-    def record_handler(self, type_label: str, handler: str, seconds: float, ok: bool) -> None:
-        tally = self.tally(type_label, handler)
-        if ok:
-            tally.handled += 1
-        else:
-            tally.failed += 1
-        self.latency_of(handler).observe(seconds)
-
     def snapshot(self, depth_by_handler: dict[str, int]) -> MetricsSnapshot:
         tallies = self.tallies.items()
         return MetricsSnapshot(

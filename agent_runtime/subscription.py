@@ -1,20 +1,29 @@
 """What a subscription is, and what a handler did with an event.
 
-Kept apart from :mod:`agent_runtime.event_bus` so the bus module holds only the
-machinery that moves events (queues, workers, the timeout watchdog).
+Kept apart from :mod:`agent_runtime.event_bus` (which moves events) and
+:mod:`agent_runtime._engine` (which calls handlers), so both can use them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import TypeAlias
 
-from agent_events.agent_runtime.events import EventTypeLike, SystemEvent, event_type_key
+from agent_events.agent_runtime.errors import SubscriptionError
+from agent_events.agent_runtime.events import (
+    EventTypeLike,
+    ForeignEventType,
+    SystemEvent,
+    event_type_key,
+)
 
 __all__ = [
+    "Delivery",
     "DispatchResult",
     "Handler",
     "HandlerOutcome",
@@ -24,6 +33,10 @@ __all__ = [
 ]
 
 Handler: TypeAlias = Callable[[SystemEvent], Awaitable[object] | object]
+Delivery: TypeAlias = SystemEvent | tuple[SystemEvent, contextvars.Context]
+"""A queued event: alone when its publisher's context held no variables, else with that
+context (trace span, bound log fields). Alone costs no tuple, so no more objects for the
+garbage collector to walk than the events themselves."""
 
 
 def handler_name(handler: object) -> str:
@@ -73,18 +86,16 @@ class DispatchResult:
 class Subscription:
     """One handler subscribed to one event type, with its queue and worker task.
 
-    ``deadline`` is the ``time.perf_counter()`` time by which the worker's current
-    call must finish (``None`` while idle); ``expired`` marks a call the bus's
-    watchdog cancelled.
+    Built only from a valid type (an ``Enum`` member or a ``ForeignEventType``) and a
+    callable, else :class:`SubscriptionError`: a mistake shows at ``subscribe``, not
+    at the first event.
     """
 
     __slots__ = (
-        "deadline",
+        "call",
         "event_type",
-        "expired",
         "handler",
         "id",
-        "is_async",
         "name",
         "queue",
         "task",
@@ -98,17 +109,39 @@ class Subscription:
         handler: Handler,
         timeout: float | None,
     ) -> None:
+        if isinstance(event_type, Enum):
+            event_type_key(event_type)  # registers a custom enum, so decoders resolve it
+        elif not isinstance(event_type, ForeignEventType):
+            raise SubscriptionError(
+                "subscribe needs an event type (an EventType member, EventType.ANY or a "
+                f"custom Enum member), got {event_type!r}"
+            )
+        if not callable(handler):
+            raise SubscriptionError(f"handler must be callable, got {handler!r}")
         self.id = sub_id
         self.event_type = event_type
         self.handler = handler
         self.name = handler_name(handler)
         self.timeout = timeout
-        # Decided once here so the worker need not inspect every result.
-        self.is_async = _is_coroutine_callable(handler)
-        self.queue: asyncio.Queue[SystemEvent] | None = None
+        # Decided once here so the engine awaits every call the same way and need
+        # not inspect each result: an async handler as it is, a sync one adapted.
+        self.call: Callable[[SystemEvent], Awaitable[object]] = (
+            handler if _is_coroutine_callable(handler) else _awaitable(handler)  # type: ignore[assignment]
+        )
+        self.queue: asyncio.Queue[Delivery] | None = None
         self.task: asyncio.Task[None] | None = None
-        self.deadline: float | None = None
-        self.expired = False
+
+
+def _awaitable(handler: Handler) -> Callable[[SystemEvent], Awaitable[object]]:
+    """``handler`` (sync, or returning an awaitable) as a coroutine function."""
+
+    async def call(event: SystemEvent) -> object:
+        result = handler(event)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    return call
 
 
 def _is_coroutine_callable(handler: object) -> bool:

@@ -9,8 +9,9 @@ gaps, duplicates and reorders), and W3C ``traceparent`` when a trace is active.
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterable
+
+from agent_events.agent_runtime.lru import LRUMap
 
 __all__ = [
     "CONTENT_TYPE_HEADER",
@@ -55,13 +56,14 @@ class SessionSequencer:
     """
 
     def __init__(self, capacity: int = 100_000) -> None:
-        self._next: OrderedDict[str, int] = OrderedDict()
-        self._capacity = capacity
+        self._next: LRUMap[str, int] = LRUMap(capacity)
+
+    @property
+    def forgotten(self) -> int:
+        """Sessions forgotten so far to stay within ``capacity`` (each restarts at 1)."""
+        return self._next.evicted
 
     def next(self, key: str) -> int:
-        counters = self._next
-        value = counters.pop(key, 1)
-        counters[key] = value + 1
-        if len(counters) > self._capacity:
-            counters.popitem(last=False)
+        value = self._next.get(key) or 1
+        self._next.put(key, value + 1)
         return value

@@ -14,6 +14,12 @@ Guarantees:
   ``request_timeout_ms``, record too large) is counted in :attr:`stats`, logged,
   and handed to ``on_delivery_error``; ``send_and_wait`` raises it as a
   :class:`ProduceError`.
+* **Nothing left behind on the bus.** The producer owns what :meth:`attach`
+  subscribed: leaving ``async with`` (or :meth:`stop`) first sends every event
+  already published to the bus, then flushes, then closes.
+* **The agent's trace goes along.** A send made while a span is current (through
+  ``attach``, the publisher's span) carries W3C ``traceparent``; with an
+  OpenTelemetry SDK configured it is also a ``send {topic}`` PRODUCER span.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from agent_events.agent_runtime.errors import (
 from agent_events.agent_runtime.event_bus import EventBus, type_label
 from agent_events.agent_runtime.events import EventType, EventTypeLike, SystemEvent
 from agent_events.agent_runtime.resource import AsyncResource
+from agent_events.producers._tracing import SendTarget, send_span
 from agent_events.producers.config import ProducerConfig
 from agent_events.producers.connect import start_with_backoff
 from agent_events.producers.headers import (
@@ -59,6 +66,7 @@ __all__ = [
     "KafkaEventProducer",
     "ProducerStats",
     "SendHook",
+    "produced_total",
 ]
 
 logger = logging.getLogger(__name__)
@@ -91,11 +99,23 @@ class ProducerStats:
         self.errors[name] = self.errors.get(name, 0) + 1
 
 
-class SendHook(Protocol):
-    """Wraps each send (an OpenTelemetry ``send`` span, for instance).
+_IN_PROCESS = ProducerStats()
+"""Every producer instance of this process together (only ``acknowledged`` is kept)."""
 
-    ``on_send`` may append headers (W3C ``traceparent``) before the record is
-    queued; the context it returns is left once the record is queued or refused.
+
+def produced_total() -> int:
+    """Events every :class:`KafkaEventProducer` of this process sent and the broker acknowledged.
+
+    What ``agent_events_events_produced_total`` reports, whichever code produced.
+    """
+    return _IN_PROCESS.acknowledged
+
+
+class SendHook(Protocol):
+    """Wraps each send, inside the built-in tracing (OpenTelemetry needs no hook).
+
+    ``on_send`` may append headers before the record is queued; the context it
+    returns is left once the record is queued or refused.
     """
 
     def on_send(self, topic: str, key: str, headers: Headers) -> AbstractContextManager[object]: ...
@@ -105,7 +125,8 @@ class KafkaEventProducer(AsyncResource):
     """Produce :class:`SystemEvent`s to Kafka as Avro single-object records.
 
     Use ``async with KafkaEventProducer(bootstrap_servers=...) as producer``; stop
-    flushes every record sent so far before closing.
+    sends what attached buses still hold, flushes every record sent so far, then
+    closes. Tracing is built in (module docstring); ``send_hook`` only adds to it.
     """
 
     def __init__(
@@ -129,6 +150,9 @@ class KafkaEventProducer(AsyncResource):
         self._send_hook = send_hook
         self._sequencer = SessionSequencer(config.sequence_cache_size)
         self._producer: AIOKafkaProducer | None = None
+        self._attachments: list[tuple[EventBus, str]] = []
+        self._client_id = config.client_id or f"agent-events-producer-{self.producer_id[:12]}"
+        self._trace_target = SendTarget.of(config.bootstrap_servers, self._client_id)
         self._idempotent = config.enable_idempotence
         self._type_headers: dict[EventTypeLike, bytes] = {}
         self._static_headers: Headers = [
@@ -176,6 +200,7 @@ class KafkaEventProducer(AsyncResource):
     async def _start_client(self, idempotent: bool) -> AIOKafkaProducer:
         kwargs = self.config.producer_kwargs()
         kwargs["enable_idempotence"] = idempotent
+        kwargs.setdefault("client_id", self._client_id)
         client = AIOKafkaProducer(partitioner=SessionKeyPartitioner(), **kwargs)
         try:
             await start_with_backoff(
@@ -191,14 +216,22 @@ class KafkaEventProducer(AsyncResource):
         return client
 
     async def stop(self) -> None:
-        """Flush every record sent so far, then close the connection."""
-        producer, self._producer = self._producer, None
-        if producer is None:
-            return
+        """Stop without losing what was handed over, in this order.
+
+        1. For each bus this producer is attached to: take no new events, and send
+           every event the bus already queued for it (:meth:`detach`);
+        2. flush: wait until every record sent so far is acknowledged or failed;
+        3. close the connection (also when 1 or 2 was cancelled or failed).
+        """
         try:
-            await producer.flush()
+            await self.detach()
         finally:
-            await producer.stop()
+            producer, self._producer = self._producer, None
+            if producer is not None:
+                try:
+                    await producer.flush()
+                finally:
+                    await producer.stop()
 
     # -------------------------------------------------------------------- sending
 
@@ -216,8 +249,9 @@ class KafkaEventProducer(AsyncResource):
         timestamp_ms = int(event.timestamp.timestamp() * 1000)
         topic = topic or self.config.topic
         hook = self._send_hook
+        traced = send_span(self._trace_target, topic, key, str(event.event_id), headers)
         try:
-            with hook.on_send(topic, key, headers) if hook is not None else nullcontext():
+            with traced, hook.on_send(topic, key, headers) if hook is not None else nullcontext():
                 future = await producer.send(
                     topic, value=value, key=key.encode(), timestamp_ms=timestamp_ms, headers=headers
                 )
@@ -256,10 +290,26 @@ class KafkaEventProducer(AsyncResource):
     async def attach(self, bus: EventBus, event_type: EventTypeLike = EventType.ANY) -> str:
         """Stream every event published on ``bus`` to Kafka; returns the subscription id.
 
-        The subscription has no handler timeout: a send waiting for a broker that
-        is coming back must not be cancelled (that would lose the event).
+        The producer owns the subscription: :meth:`stop` (leaving ``async with``)
+        sends every event published before it, then unsubscribes. Each send runs in
+        its publisher's context, so it joins the agent's trace. The subscription has
+        no handler timeout: a send waiting for a broker that is coming back must not
+        be cancelled (that would lose the event).
         """
-        return await bus.subscribe(event_type, self._forward, handler_timeout=None)
+        sub_id = await bus.subscribe(event_type, self._forward, handler_timeout=None)
+        self._attachments.append((bus, sub_id))
+        return sub_id
+
+    async def detach(self) -> None:
+        """Unsubscribe from every attached bus, sending what each already queued for us first.
+
+        ``bus.unsubscribe(drain=True)``: no event published after this starts is
+        taken, and the call returns once every event published before is sent.
+        """
+        while self._attachments:
+            bus, sub_id = self._attachments[-1]
+            await bus.unsubscribe(sub_id, drain=True)
+            self._attachments.pop()
 
     async def _forward(self, event: SystemEvent) -> None:
         try:
@@ -294,6 +344,7 @@ class KafkaEventProducer(AsyncResource):
         else:
             exc = future.exception()
             if exc is None:
+                _IN_PROCESS.acknowledged += 1
                 self.stats.acknowledged += 1
                 return
             error = _produce_error(event, exc)

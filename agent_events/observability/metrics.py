@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent_events.agent_runtime.subscription import DispatchResult, type_label
+from agent_events.producers.producer import produced_total
 
 __all__ = [
     "HANDLER_DURATION_BUCKETS",
@@ -98,7 +99,6 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self._rebalances: Callable[[], float] = lambda: 0.0
-        self._produced: Callable[[], float] = lambda: 0.0
         self.registry.register(
             CallbackCounter(
                 "agent_events_rebalances",
@@ -110,17 +110,13 @@ class ServiceMetrics:
             CallbackCounter(
                 "agent_events_events_produced",
                 "Events this process produced and the broker acknowledged.",
-                lambda: self._produced(),
+                produced_total,
             )
         )
 
     def count_rebalances_from(self, value: Callable[[], float]) -> None:
         """Read ``agent_events_rebalances_total`` from ``value`` (the consumer's count)."""
         self._rebalances = value
-
-    def count_produced_from(self, value: Callable[[], float]) -> None:
-        """Read ``agent_events_events_produced_total`` from ``value`` (acknowledged sends)."""
-        self._produced = value
 
 
 def record_outcomes(metrics: ServiceMetrics, result: DispatchResult) -> None:

@@ -5,14 +5,14 @@ no-op and nothing imports it. Only the API is used: spans are recorded once the
 application configures an SDK ``TracerProvider`` (for instance by running the service
 under ``opentelemetry-instrument``); without one they cost next to nothing.
 
-* :class:`OtelSendHook` makes a ``send {topic}`` PRODUCER span around each send of a
-  :class:`~producers.producer.KafkaEventProducer` and injects ``traceparent`` (and
-  ``tracestate``) into the record's headers.
+* The producer's ``send {topic}`` PRODUCER span and ``traceparent`` header are built
+  into :class:`~producers.producer.KafkaEventProducer` (``producers/_tracing.py``):
+  no hook to pass. :class:`OtelSendHook` is kept, doing nothing, for old callers.
 * :func:`process_span` makes the ``process {topic}`` CONSUMER span of one record, a
   child of the producer's span extracted from its headers, current while every
   handler runs, so a handler's own spans and log lines join the agent's trace.
 
-Attribute names are the OpenTelemetry messaging semantic conventions.
+Attribute names come from the OpenTelemetry semantic-conventions package.
 """
 
 from __future__ import annotations
@@ -32,6 +32,13 @@ except ImportError:  # the otel extra is not installed
     OTEL_AVAILABLE = False
 else:
     OTEL_AVAILABLE = True
+try:  # installed with the SDK: without it spans are not recorded, attributes not needed
+    from opentelemetry.semconv._incubating.attributes import messaging_attributes as messaging
+    from opentelemetry.semconv.attributes import error_attributes
+except ImportError:
+    SEMCONV_AVAILABLE = False
+else:
+    SEMCONV_AVAILABLE = True
 
 __all__ = [
     "OTEL_AVAILABLE",
@@ -50,33 +57,14 @@ _TRACER_NAME = "agent_events"
 
 
 class OtelSendHook:
-    """A :class:`~producers.producer.SendHook`: a PRODUCER span per send, context in headers."""
+    """Kept for old callers: the producer traces every send on its own now; this adds nothing."""
 
     def on_send(self, topic: str, key: str, headers: Headers) -> AbstractContextManager[object]:
-        return _send_span(topic, key, headers)
-
-
-@contextmanager
-def _send_span(topic: str, key: str, headers: Headers) -> Iterator[object]:
-    tracer = trace.get_tracer(_TRACER_NAME)
-    attributes = {
-        "messaging.system": "kafka",
-        "messaging.operation.name": "send",
-        "messaging.operation.type": "send",
-        "messaging.destination.name": topic,
-        "messaging.kafka.message.key": key,
-    }
-    with tracer.start_as_current_span(
-        f"send {topic}", kind=SpanKind.PRODUCER, attributes=attributes
-    ) as span:
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        headers.extend((name, value.encode()) for name, value in carrier.items())
-        yield span
+        return nullcontext()
 
 
 def send_hook() -> OtelSendHook | None:
-    """The hook to pass as ``KafkaEventProducer(send_hook=...)``; ``None`` without OpenTelemetry."""
+    """Kept for old callers: ``KafkaEventProducer`` needs no hook for OpenTelemetry."""
     return OtelSendHook() if OTEL_AVAILABLE else None
 
 
@@ -95,22 +83,29 @@ def _process_span(record: Record, consumer_group: str) -> Iterator[object]:
         if name in PROPAGATED_HEADERS and value is not None
     }
     parent = propagate.extract(carrier) if carrier else None
-    attributes: dict[str, Any] = {
-        "messaging.system": "kafka",
-        "messaging.operation.name": "process",
-        "messaging.operation.type": "process",
-        "messaging.destination.name": record.topic,
-        "messaging.destination.partition.id": str(record.partition),
-        "messaging.consumer.group.name": consumer_group,
-        "messaging.kafka.offset": record.offset,
-    }
-    if record.key is not None:
-        attributes["messaging.kafka.message.key"] = record.key.decode("utf-8", "replace")
     tracer = trace.get_tracer(_TRACER_NAME)
     with tracer.start_as_current_span(
-        f"process {record.topic}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+        f"process {record.topic}",
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        attributes=_process_attributes(record, consumer_group) if SEMCONV_AVAILABLE else None,
     ) as span:
         yield span
+
+
+def _process_attributes(record: Record, consumer_group: str) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        messaging.MESSAGING_SYSTEM: messaging.MessagingSystemValues.KAFKA.value,
+        messaging.MESSAGING_OPERATION_NAME: "process",
+        messaging.MESSAGING_OPERATION_TYPE: messaging.MessagingOperationTypeValues.PROCESS.value,
+        messaging.MESSAGING_DESTINATION_NAME: record.topic,
+        messaging.MESSAGING_DESTINATION_PARTITION_ID: str(record.partition),
+        messaging.MESSAGING_CONSUMER_GROUP_NAME: consumer_group,
+        messaging.MESSAGING_KAFKA_OFFSET: record.offset,
+    }
+    if record.key is not None:
+        attributes[messaging.MESSAGING_KAFKA_MESSAGE_KEY] = record.key.decode("utf-8", "replace")
+    return attributes
 
 
 def mark_failed(error: BaseException | str) -> None:
@@ -118,10 +113,10 @@ def mark_failed(error: BaseException | str) -> None:
     if not OTEL_AVAILABLE:
         return
     span = trace.get_current_span()
-    if not span.is_recording():
+    if not span.is_recording() or not SEMCONV_AVAILABLE:
         return
     name = error if isinstance(error, str) else type(error).__qualname__
-    span.set_attribute("error.type", name)
+    span.set_attribute(error_attributes.ERROR_TYPE, name)
     span.set_status(StatusCode.ERROR, str(error))
 
 

@@ -419,7 +419,6 @@ async def test_disabled_metrics_keep_no_counters() -> None:
     await bus.publish(make_event(1))
     await bus.join()
     assert bus.get_metrics() is None
-    assert bus._metrics is None
     await bus.stop()
 
 
@@ -445,3 +444,25 @@ async def test_handler_publishing_into_its_own_full_queue_fails_instead_of_deadl
             await bus.join()
     assert len(errors) == 1
     assert "deadlock" in str(errors[0])
+
+
+async def test_unsubscribe_with_drain_returns_once_its_queued_events_are_handled() -> None:
+    gate = asyncio.Event()
+    async with EventBus() as bus:
+        recorder = Recorder()
+
+        async def gated(event: SystemEvent) -> None:
+            await gate.wait()
+            await recorder(event)
+
+        sub_id = await bus.subscribe(EventType.ANY, gated)
+        for i in range(5):
+            await bus.publish(make_event(i))
+        draining = asyncio.create_task(bus.unsubscribe(sub_id, drain=True))
+        await asyncio.sleep(0)
+        await bus.publish(make_event(99))  # published after: not for this subscription
+        assert not draining.done()
+        gate.set()
+        async with asyncio.timeout(5):
+            assert await draining is True
+        assert recorder.seen == list(range(5))

@@ -1,0 +1,87 @@
+"""Which subscriptions an event goes to: the bus's subscription table and its fan-out cache.
+
+The fan-out list of each event type is built once and kept until a subscription is
+added or removed, so a publish costs one dict lookup (by ``id()`` for enum members,
+which are singletons: ``Enum.__hash__`` is Python code, ``id()`` is not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from enum import Enum
+
+from agent_events.agent_runtime.bus_metrics import BusMetrics
+from agent_events.agent_runtime.errors import InvalidEventError
+from agent_events.agent_runtime.events import EventType, EventTypeLike, SystemEvent
+from agent_events.agent_runtime.subscription import Subscription
+
+__all__ = ["Routes"]
+
+_ANY = EventType.ANY
+
+
+class Routes:
+    """The subscriptions of one bus, by id, and the cached fan-out list per event type."""
+
+    def __init__(self, metrics: BusMetrics | None, label: Callable[[EventTypeLike], str]) -> None:
+        self._metrics = metrics
+        self._label = label
+        self._subscriptions: dict[str, Subscription] = {}
+        self._targets: dict[EventTypeLike, tuple[Subscription, ...]] = {}
+        # Foreign types are never put here (not singletons).
+        self._targets_by_id: dict[int, tuple[EventTypeLike, tuple[Subscription, ...], str]] = {}
+
+    def __iter__(self) -> Iterator[Subscription]:
+        return iter(self._subscriptions.values())
+
+    def __len__(self) -> int:
+        return len(self._subscriptions)
+
+    def add(self, sub: Subscription) -> None:
+        self._subscriptions[sub.id] = sub
+        self._forget_targets()
+
+    def remove(self, subscription_id: str) -> Subscription | None:
+        sub = self._subscriptions.pop(subscription_id, None)
+        if sub is not None:
+            self._forget_targets()
+        return sub
+
+    def accept(self, event: SystemEvent) -> tuple[Subscription, ...]:
+        """Validate and count an event; the subscriptions it goes to."""
+        if not isinstance(event, SystemEvent):
+            raise InvalidEventError(f"publish takes a SystemEvent, got {type(event).__name__}")
+        event_type = event.event_type
+        if event_type is _ANY:
+            raise InvalidEventError(
+                "EventType.ANY is a subscription wildcard; it cannot be published"
+            )
+        metrics = self._metrics
+        cached = self._targets_by_id.get(id(event_type))
+        if cached is not None and cached[0] is event_type:
+            if metrics is not None:
+                metrics.published[cached[2]] += 1
+            return cached[1]
+        if metrics is not None:
+            metrics.published[self._label(event_type)] += 1
+        return self.targets_for(event_type)
+
+    def targets_for(self, event_type: EventTypeLike) -> tuple[Subscription, ...]:
+        """The subscriptions an event of ``event_type`` goes to, in subscription order."""
+        targets = self._targets.get(event_type)
+        if targets is None:
+            targets = tuple(
+                s
+                for s in self._subscriptions.values()
+                if s.event_type is _ANY or s.event_type == event_type
+            )
+            self._targets[event_type] = targets
+            if isinstance(event_type, Enum):
+                label = self._label(event_type)
+                self._targets_by_id[id(event_type)] = (event_type, targets, label)
+        return targets
+
+    def _forget_targets(self) -> None:
+        """Drop the cached fan-out lists; the next publish of each type rebuilds them."""
+        self._targets.clear()
+        self._targets_by_id.clear()
