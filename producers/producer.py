@@ -27,9 +27,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Unpack
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
@@ -46,7 +45,7 @@ from agent_events.agent_runtime.event_bus import EventBus, type_label
 from agent_events.agent_runtime.events import EventType, EventTypeLike, SystemEvent
 from agent_events.agent_runtime.resource import AsyncResource
 from agent_events.producers._tracing import SendTarget, send_span
-from agent_events.producers.config import ProducerConfig
+from agent_events.producers.config import ProducerConfig, ProducerOptions
 from agent_events.producers.connect import start_with_backoff
 from agent_events.producers.headers import (
     CONTENT_TYPE_HEADER,
@@ -65,7 +64,6 @@ __all__ = [
     "DeliveryResult",
     "KafkaEventProducer",
     "ProducerStats",
-    "SendHook",
     "produced_total",
 ]
 
@@ -111,22 +109,12 @@ def produced_total() -> int:
     return _IN_PROCESS.acknowledged
 
 
-class SendHook(Protocol):
-    """Wraps each send, inside the built-in tracing (OpenTelemetry needs no hook).
-
-    ``on_send`` may append headers before the record is queued; the context it
-    returns is left once the record is queued or refused.
-    """
-
-    def on_send(self, topic: str, key: str, headers: Headers) -> AbstractContextManager[object]: ...
-
-
 class KafkaEventProducer(AsyncResource):
     """Produce :class:`SystemEvent`s to Kafka as Avro single-object records.
 
     Use ``async with KafkaEventProducer(bootstrap_servers=...) as producer``; stop
     sends what attached buses still hold, flushes every record sent so far, then
-    closes. Tracing is built in (module docstring); ``send_hook`` only adds to it.
+    closes. Tracing is built in (module docstring).
     """
 
     def __init__(
@@ -135,19 +123,14 @@ class KafkaEventProducer(AsyncResource):
         *,
         codec: EventCodec | None = None,
         on_delivery_error: DeliveryErrorCallback | None = None,
-        send_hook: SendHook | None = None,
-        **overrides: Any,
+        **options: Unpack[ProducerOptions],
     ) -> None:
-        if config is None:
-            config = ProducerConfig(**overrides)
-        elif overrides:
-            config = ProducerConfig.model_validate({**config.model_dump(), **overrides})
+        config = ProducerConfig.with_overrides(config, options)
         self.config = config
         self.producer_id = new_producer_id()
         self.stats = ProducerStats()
         self._codec = codec or EventCodec()
         self._on_delivery_error = on_delivery_error
-        self._send_hook = send_hook
         self._sequencer = SessionSequencer(config.sequence_cache_size)
         self._producer: AIOKafkaProducer | None = None
         self._attachments: list[tuple[EventBus, str]] = []
@@ -248,10 +231,9 @@ class KafkaEventProducer(AsyncResource):
         headers = self._headers(event, key)
         timestamp_ms = int(event.timestamp.timestamp() * 1000)
         topic = topic or self.config.topic
-        hook = self._send_hook
         traced = send_span(self._trace_target, topic, key, str(event.event_id), headers)
         try:
-            with traced, hook.on_send(topic, key, headers) if hook is not None else nullcontext():
+            with traced:
                 future = await producer.send(
                     topic, value=value, key=key.encode(), timestamp_ms=timestamp_ms, headers=headers
                 )

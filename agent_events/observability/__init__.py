@@ -22,11 +22,9 @@ from agent_events.observability.observer import ServiceObserver
 from agent_events.observability.otel import (
     OTEL_AVAILABLE,
     PROPAGATED_HEADERS,
-    OtelSendHook,
     current_trace_id,
     mark_failed,
     process_span,
-    send_hook,
 )
 
 __all__ = [
@@ -39,7 +37,6 @@ __all__ = [
     "LagMonitor",
     "LogFormat",
     "MetricsServer",
-    "OtelSendHook",
     "ServiceMetrics",
     "ServiceObserver",
     "bound_log_fields",
@@ -48,5 +45,4 @@ __all__ = [
     "mark_failed",
     "process_span",
     "record_outcomes",
-    "send_hook",
 ]

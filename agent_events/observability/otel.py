@@ -7,7 +7,7 @@ under ``opentelemetry-instrument``); without one they cost next to nothing.
 
 * The producer's ``send {topic}`` PRODUCER span and ``traceparent`` header are built
   into :class:`~producers.producer.KafkaEventProducer` (``producers/_tracing.py``):
-  no hook to pass. :class:`OtelSendHook` is kept, doing nothing, for old callers.
+  no hook to pass.
 * :func:`process_span` makes the ``process {topic}`` CONSUMER span of one record, a
   child of the producer's span extracted from its headers, current while every
   handler runs, so a handler's own spans and log lines join the agent's trace.
@@ -22,8 +22,6 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeAlias
 
 from aiokafka.structs import ConsumerRecord
-
-from agent_events.producers.headers import Headers
 
 try:
     from opentelemetry import propagate, trace
@@ -43,29 +41,15 @@ else:
 __all__ = [
     "OTEL_AVAILABLE",
     "PROPAGATED_HEADERS",
-    "OtelSendHook",
     "current_trace_id",
     "mark_failed",
     "process_span",
-    "send_hook",
 ]
 
 Record: TypeAlias = ConsumerRecord  # aiokafka ships no type information
 
 PROPAGATED_HEADERS = ("traceparent", "tracestate")
 _TRACER_NAME = "agent_events"
-
-
-class OtelSendHook:
-    """Kept for old callers: the producer traces every send on its own now; this adds nothing."""
-
-    def on_send(self, topic: str, key: str, headers: Headers) -> AbstractContextManager[object]:
-        return nullcontext()
-
-
-def send_hook() -> OtelSendHook | None:
-    """Kept for old callers: ``KafkaEventProducer`` needs no hook for OpenTelemetry."""
-    return OtelSendHook() if OTEL_AVAILABLE else None
 
 
 def process_span(record: Record, consumer_group: str) -> AbstractContextManager[object]:

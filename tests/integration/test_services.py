@@ -467,8 +467,6 @@ async def test_traceparent_carries_the_agents_trace_to_the_consumers_handler(
 ) -> None:
     from opentelemetry import trace
 
-    from agent_events.observability import OtelSendHook
-
     module = f"trace_handlers_{tmp_path.name.replace('-', '_')}"
     (tmp_path / f"{module}.py").write_text(TRACE_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -478,7 +476,6 @@ async def test_traceparent_carries_the_agents_trace_to_the_consumers_handler(
             broker.bootstrap_servers,
             topic,
             [completed("planner", "s-otel", 5)],
-            send_hook=OtelSendHook(),
         )
     trace_id = root.get_span_context().trace_id
     settings = service_settings(broker, topic, router={"handlers": [f"{module}:remember_trace"]})

@@ -331,3 +331,21 @@ def test_a_misspelt_constructor_keyword_is_refused() -> None:
 
     with pytest.raises(ValueError, match="max_retriez"):
         ConsumerService(group_id="g", max_retriez=3)  # type: ignore[call-arg]
+
+
+@pytest.mark.slow
+def test_mypy_checks_a_users_keyword_arguments(tmp_path: Path) -> None:
+    from mypy import api
+
+    user_code = tmp_path / "user_code.py"
+    user_code.write_text(
+        "from agent_events import ConsumerService, KafkaEventProducer, WindowProcessor\n"
+        'ConsumerService(group_id="g", max_retriez=3)\n'
+        'WindowProcessor(group_id="g", window="tumbling:60s", max_pending_records="many")\n'
+        'KafkaEventProducer(bootstrap_servers="127.0.0.1:9092", linger_ms="soon")\n'
+    )
+    out, _, status = api.run(["--strict", "--no-error-summary", str(user_code)])
+    assert status == 1
+    assert 'Unexpected keyword argument "max_retriez" for "ConsumerService"' in out
+    assert 'Argument "max_pending_records" to "WindowProcessor"' in out
+    assert 'Argument "linger_ms" to "KafkaEventProducer"' in out
