@@ -22,7 +22,7 @@ from agent_events.agent_runtime.errors import KafkaError
 from agent_events.agent_runtime.resource import AsyncResource
 from agent_events.producers.config import KafkaConnectionConfig
 from agent_events.producers.headers import Headers, header_value
-from agent_events.transport import backend_for, start_client
+from agent_events.transport import backend_for, backoff_delay, start_client
 
 __all__ = [
     "ERROR_HEADER_PREFIX",
@@ -61,6 +61,34 @@ class DeadLetter:
     handler: str | None = None
     retry_count: int = 0
     first_failure_ms: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        record: Any,
+        *,
+        stage: Stage,
+        error: BaseException,
+        consumer_group: str,
+        handler: str | None = None,
+        retry_count: int = 0,
+        first_failure_ms: int | None = None,
+    ) -> DeadLetter:
+        """The dead letter of a fetched ``record`` (original key, value and headers kept)."""
+        return cls(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=list(record.headers or ()),
+            stage=stage,
+            error=error,
+            consumer_group=consumer_group,
+            handler=handler,
+            retry_count=retry_count,
+            first_failure_ms=first_failure_ms,
+        )
 
 
 def dead_letter_headers(letter: DeadLetter) -> Headers:
@@ -136,21 +164,22 @@ class DeadLetterPublisher(AsyncResource):
     ) -> None:
         producer = self._producer
         assert producer is not None
-        backoff = 0.1
+        attempt = 0
         while True:
+            attempt += 1
             try:
                 await producer.send_and_wait(self.topic, value=value, key=key, headers=headers)
                 self.published += 1
                 return
             except AIOKafkaError as exc:
+                delay = backoff_delay(attempt, initial_s=0.1, max_s=self._backoff_max)
                 logger.error(
                     "cannot write to dead-letter topic %s (%s); retrying in %.1fs",
                     self.topic,
                     exc,
-                    backoff,
+                    delay,
                 )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._backoff_max)
+                await asyncio.sleep(delay)
 
 
 def redrive_headers(headers: Sequence[tuple[str, bytes]], *, for_group: str | None) -> Headers:

@@ -61,17 +61,8 @@ def admit(record: Record, codec: EventCodec, *, group_id: str, handler: str | No
             )
         return codec.decode(record.value)
     except DecodeError as exc:
-        return DeadLetter(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            headers=list(record.headers or ()),
-            stage="decode",
-            error=exc,
-            consumer_group=group_id,
-            handler=handler,
+        return DeadLetter.of(
+            record, stage="decode", error=exc, consumer_group=group_id, handler=handler
         )
 
 

@@ -37,6 +37,7 @@ from agent_events.consumers.config import ConsumerConfig
 from agent_events.consumers.dlq import DeadLetter
 from agent_events.consumers.intake import Skip, admit
 from agent_events.schemas.codec import EventCodec
+from agent_events.transport import backoff_delay
 
 __all__ = [
     "DeadLetterSink",
@@ -132,15 +133,19 @@ class RecordProcessor:
         result = await self._bus.dispatch(event)
         first_failure_ms: int | None = None
         retries = 0
-        backoff = self._config.retry_backoff_s
         while not result.ok and retries < self._config.max_retries:
             if first_failure_ms is None:
                 first_failure_ms = int(time.time() * 1000)
             retries += 1
             self.stats.retried += 1
             failed_ids: Collection[str] = {o.subscription_id for o in result.failures}
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self._config.retry_backoff_max_s)
+            await asyncio.sleep(
+                backoff_delay(
+                    retries,
+                    initial_s=self._config.retry_backoff_s,
+                    max_s=self._config.retry_backoff_max_s,
+                )
+            )
             retry = await self._bus.dispatch(event, only=failed_ids)
             result = _merge(result, retry)
         if self._observer is not None:
@@ -154,13 +159,8 @@ class RecordProcessor:
             self.stats.failed_by_handler[name] = self.stats.failed_by_handler.get(name, 0) + 1
         error = failures[0].error
         assert error is not None
-        letter = DeadLetter(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            headers=list(record.headers or ()),
+        letter = DeadLetter.of(
+            record,
             stage="handle",
             error=error,
             consumer_group=self._config.group_id,
