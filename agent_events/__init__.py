@@ -93,13 +93,9 @@ from agent_events.consumers.windows import (
     WindowProcessor,
     parse_window,
 )
-from agent_events.producers import (
-    DeliveryResult,
-    KafkaConnectionConfig,
-    KafkaEventProducer,
-    ProducerConfig,
-)
+from agent_events.producers import DeliveryResult, KafkaEventProducer, ProducerConfig
 from agent_events.schemas import EventCodec, decode_event, encode_event
+from agent_events.transport import KafkaConnectionConfig
 
 __all__ = [
     "AgentConfig",

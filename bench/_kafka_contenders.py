@@ -18,7 +18,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from agent_events.agent_runtime.event_bus import SystemEvent
 from agent_events.consumers import ConsumerService
-from agent_events.producers import KafkaEventProducer, SessionKeyPartitioner, partition_for_key
+from agent_events.producers import KafkaEventProducer, partition_for_key
+from agent_events.producers.partitioner import SessionKeyPartitioner
 from agent_events.schemas.codec import decode_event, encode_event
 
 __all__ = ["CONSUMERS", "PRODUCERS", "Ticker"]

@@ -37,7 +37,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from agent_events.agent_runtime.event_bus import EventType, SystemEvent
 from agent_events.broker import KafkaCluster, create_topic
 from agent_events.consumers import ConsumerService
-from agent_events.producers import KafkaEventProducer, SessionKeyPartitioner
+from agent_events.producers import KafkaEventProducer
+from agent_events.producers.partitioner import SessionKeyPartitioner
 from agent_events.schemas.codec import decode_event, encode_event
 from bench._kafka_contenders import CONSUMERS, PRODUCERS, Ticker
 

@@ -22,9 +22,9 @@ from agent_events.producers import (
     EVENT_TYPE_HEADER,
     SEQUENCE_HEADER,
     KafkaEventProducer,
-    header_value,
     partition_for_key,
 )
+from agent_events.producers.headers import header_value
 from agent_events.schemas.codec import CONTENT_TYPE, decode_event
 
 

@@ -22,7 +22,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from agent_events import EventType, KafkaEventProducer, SystemEvent
 from agent_events.broker.broker_pool import RunningBroker
 from agent_events.consumers.scan import scan_topic, topic_partitions
-from agent_events.producers import KafkaConnectionConfig, TopicSpec, ensure_topics
+from agent_events.producers import TopicSpec, ensure_topics
+from agent_events.producers.config import KafkaConnectionConfig
 from agent_events.schemas import decode_event
 
 README = Path(__file__).resolve().parents[2] / "README.md"
