@@ -35,7 +35,7 @@ from typing import Final, TypeAlias
 from agent_events.agent_runtime.errors import ConfigError
 from agent_events.agent_runtime.event_bus import EventBus, type_label
 from agent_events.agent_runtime.events import EventType, EventTypeLike, SystemEvent
-from agent_events.consumers.handlers._bounded import LRUMap, require_positive_int
+from agent_events.agent_runtime.lru import LRUMap, require_positive_int
 from agent_events.consumers.threshold import should_alert
 
 __all__ = ["ALERT_KIND", "AggregationAlert", "EventAggregator", "ThresholdCallback"]
