@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Final
+from uuid import UUID
 
 from agent_events.producers.headers import Headers
 
@@ -56,23 +58,27 @@ class SendTarget:
         return cls(host.strip("[]"), int(port), client_id)
 
 
+_NO_SPAN: Final = nullcontext()  # reusable: it holds no state
+_NOT_RECORDING: Final = (
+    (trace.ProxyTracerProvider, trace.NoOpTracerProvider) if OTEL_AVAILABLE else ()
+)
+
+
 def send_span(
-    target: SendTarget, topic: str, key: str, message_id: str, headers: Headers
+    target: SendTarget, topic: str, key: str, message_id: UUID, headers: Headers
 ) -> AbstractContextManager[object]:
-    """The span of one send (appending the trace headers to ``headers``), or a no-op."""
+    """The span of one send (appending the trace headers to ``headers``), or a no-op.
+
+    On every send's path: without a configured SDK it costs a provider check and a
+    look at the current span, nothing more.
+    """
     if not OTEL_AVAILABLE:
-        return nullcontext()
-    if SEMCONV_AVAILABLE and _sdk_configured():
-        return _recorded_send(target, topic, key, message_id, headers)
+        return _NO_SPAN
+    if SEMCONV_AVAILABLE and not isinstance(trace.get_tracer_provider(), _NOT_RECORDING):
+        return _recorded_send(target, topic, key, str(message_id), headers)
     if trace.get_current_span().get_span_context().is_valid:
         _inject(headers)
-    return nullcontext()
-
-
-def _sdk_configured() -> bool:
-    """Whether spans are recorded: a provider other than the API's default was set."""
-    provider = trace.get_tracer_provider()
-    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+    return _NO_SPAN
 
 
 def _inject(headers: Headers) -> None:

@@ -231,7 +231,7 @@ class KafkaEventProducer(AsyncResource):
         headers = self._headers(event, key)
         timestamp_ms = int(event.timestamp.timestamp() * 1000)
         topic = topic or self.config.topic
-        traced = send_span(self._trace_target, topic, key, str(event.event_id), headers)
+        traced = send_span(self._trace_target, topic, key, event.event_id, headers)
         try:
             with traced:
                 future = await producer.send(
