@@ -52,6 +52,10 @@ def import_object(path: str) -> Any:
         raise ConfigError(
             f"handler {path!r}: importing {module_name} raised {type(exc).__name__}: {exc}"
         ) from exc
+    except SystemExit as exc:  # a module that exits on import must not end the service silently
+        raise ConfigError(
+            f"handler {path!r}: importing {module_name} called sys.exit({exc.code!r})"
+        ) from None
     for part in attribute.split("."):
         try:
             target = getattr(target, part)
@@ -120,16 +124,30 @@ class RouterService(Service):
                 if not _is_factory(target):
                     self._specs.append(target)
                     continue
-                produced = target()
-                if inspect.isawaitable(produced):
-                    produced = await produced
-                if hasattr(produced, "__aenter__") and hasattr(produced, "__aexit__"):
-                    entered = await self._exit.enter_async_context(produced)
-                    produced = produced if entered is None else entered
-                self._specs.extend(_specs(path, produced))
+                self._specs.extend(_specs(path, await self._produce(path, target)))
         except BaseException:
             await self._exit.aclose()
             raise
+
+    async def _produce(self, path: str, factory: Any) -> Any:
+        """What the factory gives (entered, for an async context manager).
+
+        The user's code may raise anything: that is a bad ``--handler``, one line.
+        """
+        step = "the factory"
+        try:
+            produced = factory()
+            if inspect.isawaitable(produced):
+                produced = await produced
+            if hasattr(produced, "__aenter__") and hasattr(produced, "__aexit__"):
+                step = "entering what the factory returned"
+                entered = await self._exit.enter_async_context(produced)
+                produced = produced if entered is None else entered
+        except Exception as exc:  # noqa: BLE001 (reported as a configuration error)
+            raise ConfigError(
+                f"handler {path!r}: {step} raised {type(exc).__name__}: {exc}"
+            ) from None
+        return produced
 
     async def stop(self) -> None:
         await self._exit.aclose()

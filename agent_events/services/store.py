@@ -9,6 +9,7 @@ group and replays from the earliest offset never add a row twice.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,16 @@ class StoreService(Service):
 
     async def start(self) -> None:
         if isinstance(self.store, SQLiteEventStore):
-            sqlite_path(self.settings.store.url).parent.mkdir(parents=True, exist_ok=True)
+            path = sqlite_path(self.settings.store.url)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                await self.store.open()
+            except (OSError, sqlite3.Error) as exc:
+                raise ConfigError(
+                    f"cannot open the event store {path}: {exc}; give a --store-url in a "
+                    "folder this user can write"
+                ) from None
+            return
         await self.store.open()
 
     async def stop(self) -> None:

@@ -367,3 +367,52 @@ async def test_json_lines_sink_writes_metadata_nested_deeper_than_pydantic_seria
 
     (line,) = (tmp_path / "out.jsonl").read_text().splitlines()
     assert json.loads(line)["payload"]["metadata"] == metadata
+
+
+HANDLER_MODULES = {
+    "exits_on_import": "import sys\nsys.exit(3)\n",
+    "factory_raises": "def make():\n    raise RuntimeError('factory broke')\n",
+    "enter_raises": (
+        "class Handlers:\n"
+        "    async def __aenter__(self):\n"
+        "        raise OSError('no database')\n"
+        "    async def __aexit__(self, *exc):\n"
+        "        return None\n"
+        "def make():\n"
+        "    return Handlers()\n"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("handler", "mentions"),
+    [
+        ("exits_on_import:handle", "called sys.exit(3)"),
+        ("factory_raises:make", "the factory raised RuntimeError: factory broke"),
+        ("enter_raises:make", "entering what the factory returned raised OSError: no database"),
+    ],
+)
+def test_a_router_handler_that_fails_to_load_exits_2_with_one_line(
+    handler: str,
+    mentions: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, source in HANDLER_MODULES.items():
+        (tmp_path / f"{name}_{tmp_path.name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module, _, attribute = handler.partition(":")
+    args = ["consume", "router", "--handler", f"{module}_{tmp_path.name}:{attribute}"]
+    assert main([*args, "-b", "127.0.0.1:1", "--connect-timeout", "1"]) == 2
+    assert mentions in _one_error_line(capsys.readouterr().err)
+
+
+def test_an_unwritable_store_path_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = "sqlite:////proc/agent-events-test/events.db"
+    assert main(["consume", "store", "--store-url", url, "-b", "127.0.0.1:1"]) == 2
+    assert "cannot open the event store /proc/agent-events-test/events.db" in _one_error_line(
+        capsys.readouterr().err
+    )
