@@ -42,7 +42,7 @@ DataDir = Annotated[
     typer.Option(
         "--data-dir",
         help="Folder for the broker's data, logs and state "
-        "[default: ~/.local/share/agent-events/broker].",
+        "(default: ~/.local/share/agent-events/broker).",
         file_okay=False,
     ),
 ]
@@ -63,7 +63,7 @@ def start(
     ] = DEFAULT_PORT,
     controller_port: Annotated[
         int | None,
-        typer.Option(min=1, max=65535, help="Kafka's controller port [default: --port + 1]."),
+        typer.Option(min=1, max=65535, help="Kafka's controller port (default: --port + 1)."),
     ] = None,
     kafka_version: Annotated[
         str, typer.Option(help="Apache Kafka version (jars cached per version).")

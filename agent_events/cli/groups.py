@@ -215,7 +215,7 @@ def reset_offsets_command(
         typer.Option("--shift-by", help="Move the committed offset by N (negative: back)."),
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan only [default].")
+        bool, typer.Option("--dry-run", help="Print the plan only (the default).")
     ] = False,
     execute: Annotated[bool, typer.Option("--execute", help="Commit the new offsets.")] = False,
     as_json: AsJson = False,

@@ -270,7 +270,7 @@ async def _run(
 def replay_command(
     topic: Topic = None,
     from_beginning: Annotated[
-        bool, typer.Option("--from-beginning", help="Start at the earliest offset [default].")
+        bool, typer.Option("--from-beginning", help="Start at the earliest offset (the default).")
     ] = False,
     from_offset: Annotated[
         list[str] | None,
@@ -291,7 +291,7 @@ def replay_command(
     ] = None,
     until_end: Annotated[
         bool,
-        typer.Option("--until-end", help="Stop at the end as of the start [default]."),
+        typer.Option("--until-end", help="Stop at the end as of the start (the default)."),
     ] = False,
     until_offset: Annotated[
         list[str] | None,
@@ -323,7 +323,7 @@ def replay_command(
     ] = None,
     to_file: Annotated[
         str | None,
-        typer.Option("--to-file", help="Write JSON lines here ('-': stdout) [default: -]."),
+        typer.Option("--to-file", help="Write JSON lines here ('-': stdout; the default: -)."),
     ] = None,
     to_store: Annotated[
         str | None,

@@ -416,3 +416,24 @@ def test_an_unwritable_store_path_exits_2_with_one_line(
     assert "cannot open the event store /proc/agent-events-test/events.db" in _one_error_line(
         capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (["broker", "start"], "~/.local/share/agent-events/broker"),
+        (["broker", "start"], "--port + 1"),
+        (["replay"], "stdout; the default: -"),
+        (["groups", "reset-offsets"], "Print the plan only (the default)"),
+    ],
+)
+def test_defaults_written_in_help_texts_are_shown_not_swallowed_as_markup(
+    command: list[str],
+    shown: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")
+    assert main([*command, "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert shown in out
