@@ -60,7 +60,24 @@ class _DemoteWhileStarting(logging.Filter):
         return logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
+class _DemoteCoordinatorNotReady(logging.Filter):
+    """aiokafka logs ``GroupCoordinatorNotAvailableError`` at ERROR before a first join.
+
+    On a fresh broker the coordinator appears once ``__consumer_offsets`` is created, and
+    aiokafka retries by itself; an ERROR line there sends users looking for a fault that
+    is not one. Kept at INFO, so it is still there for whoever looks.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and "GroupCoordinatorNotAvailable" in str(record.args):
+            record.levelno = logging.INFO
+            record.levelname = logging.getLevelName(logging.INFO)
+        return True
+
+
 _FILTER = _DemoteWhileStarting()
+_COORDINATOR_FILTER = _DemoteCoordinatorNotReady()
+_COORDINATOR_LOGGER = "aiokafka.consumer.group_coordinator"
 
 
 def _install() -> None:
@@ -68,6 +85,9 @@ def _install() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+    coordinator = logging.getLogger(_COORDINATOR_LOGGER)
+    if _COORDINATOR_FILTER not in coordinator.filters:
+        coordinator.addFilter(_COORDINATOR_FILTER)
 
 
 @contextlib.contextmanager

@@ -227,3 +227,27 @@ async def test_a_client_cancelled_while_starting_leaves_no_task_behind(
         await task
     await asyncio.sleep(0)
     assert asyncio.all_tasks() - tasks_before == set()
+
+
+def test_a_coordinator_not_yet_available_is_logged_at_info_not_error() -> None:
+    from aiokafka.errors import GroupCoordinatorNotAvailableError
+
+    from agent_events.transport import quiet_library_logs
+
+    with quiet_library_logs():  # installs the library's log filters
+        pass
+    logger = logging.getLogger("aiokafka.consumer.group_coordinator")
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    handler = Keep(level=logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        logger.error("Group Coordinator Request failed: %s", GroupCoordinatorNotAvailableError())
+        logger.error("Group Coordinator Request failed: %s", RuntimeError("something else"))
+    finally:
+        logger.removeHandler(handler)
+    assert [r.levelname for r in seen] == ["INFO", "ERROR"]
