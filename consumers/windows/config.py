@@ -96,6 +96,12 @@ class WindowTuning(BaseModel):
         description="An input partition without records for this long stops holding the "
         "watermark back (after a repartition).",
     )
+    max_event_skew_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="An event stamped further ahead than this of its record's log-append "
+        "time (or of this member's clock) goes to the late topic without moving the watermark.",
+    )
 
     @field_validator("key_fields", mode="before")
     @classmethod
@@ -267,6 +273,7 @@ class WindowOptions(ConnectionOptions, GroupMemberOptions, total=False):
     processing_guarantee: GuaranteeSetting
     repartition: bool | None
     idle_source_after_s: float
+    max_event_skew_s: float
     topics: list[str]
     group_id: str
     window: WindowDefinition | str

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -33,7 +34,7 @@ from aiokafka.structs import TopicPartition
 from agent_events.agent_runtime.events import SystemEvent
 from agent_events.consumers.dlq import DeadLetter, dead_letter_headers
 from agent_events.consumers.intake import Skip, admit
-from agent_events.consumers.windows.aggregations import KeyFunction
+from agent_events.consumers.windows.aggregations import KeyFunction, event_time_ms
 from agent_events.consumers.windows.codec import (
     WINDOW_AGGREGATE_CONTENT_TYPE,
     WindowAggregate,
@@ -57,6 +58,8 @@ from agent_events.producers.headers import (
 from agent_events.schemas.codec import CONTENT_TYPE, EventCodec
 
 __all__ = [
+    "AHEAD_OF_CLOCK",
+    "BEHIND_WATERMARK",
     "LATE_HEADER_PREFIX",
     "AggregateTask",
     "Outgoing",
@@ -65,7 +68,16 @@ __all__ = [
 ]
 
 LATE_HEADER_PREFIX = "__agent_events.late"
-"""Headers added to a late event on the side topic: ``.watermark`` and ``.window``."""
+"""Headers added to a late event on the side topic: ``.reason``, ``.watermark``, ``.window``."""
+
+BEHIND_WATERMARK = "behind-watermark"
+"""``.reason`` of an event older than every window still open."""
+
+AHEAD_OF_CLOCK = "ahead-of-clock"
+"""``.reason`` of an event stamped beyond ``max_event_skew_s`` (it did not move the watermark)."""
+
+LOG_APPEND_TIME = 1
+"""A record's ``timestamp_type`` when the broker set its time (``LogAppendTime``)."""
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +134,7 @@ class PartitionTask:
         self._config = config
         self._codec = event_codec
         self._key_of = key_of
+        self._max_skew_ms = int(config.max_event_skew_s * 1000)
 
     @property
     def has_work(self) -> bool:
@@ -145,8 +158,24 @@ class PartitionTask:
                 self.counters.skipped_redrives += 1
             elif isinstance(admitted, DeadLetter):
                 self._dead_letter(admitted)
+            elif self._ahead_of_clock(record, admitted):
+                self._late(record, None, reason=AHEAD_OF_CLOCK)
             else:
                 self._handle(record, admitted)
+
+    def _ahead_of_clock(self, record: Any, event: SystemEvent) -> bool:
+        """Whether ``event`` is stamped further ahead than ``max_event_skew_s`` allows.
+
+        The reference is the record's log-append time when the broker set it, else this
+        member's clock (the producer's create time is the event's own stamp). One such
+        event must not move the watermark: it would make every later event late, also
+        after a restart, since the watermark is state.
+        """
+        if record.timestamp_type == LOG_APPEND_TIME:
+            reference_ms = record.timestamp
+        else:
+            reference_ms = int(time.time() * 1000)
+        return bool(event_time_ms(event) > reference_ms + self._max_skew_ms)
 
     def changelog(self) -> list[tuple[bytes, bytes | None]]:
         """State changes to write with the next commit (none for stateless tasks)."""
@@ -170,12 +199,14 @@ class PartitionTask:
     def _control(self, record: Any) -> None:
         """A control record reached a task that has no use for it: skip it."""
 
-    def _late(self, record: Any, watermark: int | None) -> None:
-        """Count an event too late for every window; copy it to the side topic if set."""
+    def _late(self, record: Any, watermark: int | None, *, reason: str = BEHIND_WATERMARK) -> None:
+        """Count an event too late for every window (or stamped too far ahead); copy it to
+        the side topic if set, saying which (``.reason``)."""
         self.counters.late += 1
         late_topic = self._config.late_topic
         if late_topic is not None:
             headers = [(k, v) for k, v in record.headers or () if k != WATERMARK_HEADER]
+            headers.append((f"{LATE_HEADER_PREFIX}.reason", reason.encode()))
             headers.append((f"{LATE_HEADER_PREFIX}.watermark", str(watermark).encode()))
             headers.append((f"{LATE_HEADER_PREFIX}.window", str(self._config.definition).encode()))
             self.outgoing.append(Outgoing(late_topic, record.key, record.value, headers))

@@ -11,12 +11,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from kafka_support import produce
-from window_helpers import as_windows, read_aggregates, stream, tumbling_oracle, wait_until
+from window_helpers import (
+    as_windows,
+    read_aggregates,
+    read_records,
+    stream,
+    tumbling_oracle,
+    wait_until,
+)
 
 from agent_events.agent_runtime.events import SystemEvent
 from agent_events.broker.capabilities import BrokerCapabilities
@@ -158,3 +167,37 @@ async def test_an_undecodable_record_redriven_for_another_group_is_not_dead_lett
         assert processor.metrics_snapshot().dead_lettered == 0, (
             "the aggregate group dead-lettered another group's re-drive"
         )
+
+
+async def test_one_event_stamped_far_ahead_goes_to_the_late_topic_and_moves_no_watermark(
+    broker: RunningBroker, broker_capabilities: BrokerCapabilities, new_topic: NewTopic
+) -> None:
+    """Kafka accepts a record stamped up to an hour ahead; one must not make the rest late."""
+    topic = await new_topic(partitions=1)
+    events = stream(400, step_ms=250)
+    skewed = events[100].model_copy(
+        update={"event_id": uuid4(), "timestamp": datetime.now(UTC) + timedelta(minutes=50)}
+    )
+    await produce(broker.bootstrap_servers, topic, [*events[:101], skewed, *events[101:]])
+    expected = tumbling_oracle(events, 60_000, 5_000)
+    async with running(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-windows",
+        output_topic=f"{topic}.aggregates",
+        late_topic=f"{topic}.late",
+        dlq_topic=f"{topic}.windows-dlq",
+        window="tumbling:60s",
+        grace="5s",
+        processing_guarantee=guarantee(broker_capabilities),
+    ) as processor:
+        rows = await read_aggregates(
+            broker.bootstrap_servers,
+            f"{topic}.aggregates",
+            until=lambda rows: len(rows) >= len(expected),
+        )
+        assert processor.metrics_snapshot().late_events == 1
+    assert as_windows(rows) == expected, "the skewed event moved the watermark"
+    (late,) = await read_records(broker.bootstrap_servers, f"{topic}.late", 1)
+    assert dict(late.headers)["__agent_events.late.reason"] == b"ahead-of-clock"  # type: ignore[attr-defined]
+    assert EventCodec().decode(late.value).event_id == skewed.event_id  # type: ignore[attr-defined]

@@ -51,6 +51,7 @@ class Record:
     topic: str = "in"
     partition: int = 0
     timestamp: int = 0
+    timestamp_type: int = 0  # CreateTime, as our producer writes
 
 
 class Clock:
