@@ -10,7 +10,8 @@ Errors all derive from :class:`AgentEventsError`::
     ├── ConfigError            a setting or argument is wrong (the CLI exits 2)
     ├── BusError               QueueFull, BusClosed, HandlerTimeout, SubscriptionError
     ├── CodecError             EncodeError, DecodeError (UnknownSchemaError, MalformedEventError)
-    └── KafkaError             BrokerUnavailable, ProduceError, UnsupportedByBroker
+    └── KafkaError             BrokerUnavailable, AuthenticationFailed, ProduceError,
+                               UnsupportedByBroker
 
 (the whole tree, with what each error means: ``agent_events.agent_runtime.errors``)
 """
@@ -33,6 +34,7 @@ from agent_events.agent_runtime import (
 )
 from agent_events.agent_runtime.errors import (
     AgentEventsError,
+    AuthenticationFailed,
     BrokerUnavailable,
     BusClosed,
     BusError,
@@ -102,6 +104,7 @@ __all__ = [
     "AgentContext",
     "AgentEventsError",
     "AgentExecutor",
+    "AuthenticationFailed",
     "BrokerUnavailable",
     "BusClosed",
     "BusError",

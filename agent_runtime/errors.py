@@ -23,6 +23,7 @@ and exits with code 2.
     │       └── MalformedEventError truncated bytes, bad magic, garbage
     ├── KafkaError
     │   ├── BrokerUnavailable       no broker answered within the deadline
+    │   ├── AuthenticationFailed    the broker refused the credentials (not retried)
     │   ├── UnsupportedByBroker     the broker lacks a feature the call needs
     │   └── ProduceError            a record was not acknowledged
     │       └── RecordTooLarge      the broker refused the record's size
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 __all__ = [
     "AgentEventsError",
+    "AuthenticationFailed",
     "BrokerSetupError",
     "BrokerUnavailable",
     "BusClosed",
@@ -125,6 +127,13 @@ class KafkaError(AgentEventsError):
 
 class BrokerUnavailable(KafkaError):
     """No broker answered within the deadline; check ``bootstrap_servers`` and the broker."""
+
+
+class AuthenticationFailed(KafkaError):
+    """The broker refused the client's credentials or mechanism; retrying cannot help.
+
+    The message names the servers, the mechanism and the user, never the password.
+    """
 
 
 class UnsupportedByBroker(KafkaError):

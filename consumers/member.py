@@ -41,7 +41,7 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from agent_events.agent_runtime.errors import KafkaError
 from agent_events.agent_runtime.resource import AsyncResource
-from agent_events.producers.connect import start_with_backoff
+from agent_events.transport import KafkaConnectionConfig, start_client
 
 __all__ = ["GroupMember", "RebalanceListener", "commit_offsets"]
 
@@ -156,8 +156,7 @@ class GroupMember(AsyncResource, ABC):
         topics: list[str],
         *,
         what: str,
-        bootstrap_servers: str,
-        deadline_s: float,
+        connection: KafkaConnectionConfig,
     ) -> None:
         """Subscribe ``consumer`` with the rebalance listener and start it (with backoff).
 
@@ -167,12 +166,7 @@ class GroupMember(AsyncResource, ABC):
         consumer.subscribe(topics, listener=RebalanceListener(self._revoked, self._assigned))
         self._consumer = consumer
         try:
-            await start_with_backoff(
-                consumer.start,
-                what=what,
-                bootstrap_servers=bootstrap_servers,
-                deadline_s=deadline_s,
-            )
+            await start_client(consumer, connection, what=what)
         except BaseException:
             self._consumer = None
             await consumer.stop()

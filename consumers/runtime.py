@@ -107,8 +107,7 @@ class ConsumerService(GroupMember):
                 AIOKafkaConsumer(**self.config.consumer_kwargs()),
                 self.config.topics,
                 what=f"consumer group {self.config.group_id}",
-                bootstrap_servers=self.config.bootstrap_servers,
-                deadline_s=self.config.connect_timeout_s,
+                connection=self.config,
             )
         except BaseException:
             if self._dead_letters is not None:

@@ -192,6 +192,7 @@ class KafkaEventProducer(AsyncResource):
                 bootstrap_servers=self.config.bootstrap_servers,
                 deadline_s=self.config.connect_timeout_s,
                 close=client.stop,
+                credentials=self.config.credentials_text(),
             )
         except AIOKafkaError:
             await client.stop()

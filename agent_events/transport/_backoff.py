@@ -23,9 +23,9 @@ from tenacity import (
     stop_after_delay,
 )
 
-from agent_events.agent_runtime.errors import BrokerUnavailable
+from agent_events.agent_runtime.errors import AuthenticationFailed, BrokerUnavailable
 from agent_events.transport._aiokafka import RETRIABLE
-from agent_events.transport._quiet import quiet_library_logs
+from agent_events.transport._quiet import AUTHENTICATION_ERRORS, quiet_library_logs
 
 __all__ = ["BrokerUnreachable", "backoff_delay", "start_with_backoff"]
 
@@ -72,6 +72,16 @@ def backoff_delay(attempt: int, *, initial_s: float, max_s: float) -> float:
     return random.uniform(0.0, ceiling)
 
 
+def _refused(
+    what: str, bootstrap_servers: str, credentials: str | None, exc: BaseException
+) -> AuthenticationFailed:
+    who = f" ({credentials})" if credentials else ""
+    return AuthenticationFailed(
+        f"{what}: the broker at {bootstrap_servers} refused the authentication{who}: "
+        f"{_describe(exc)}. Check the SASL mechanism, user and password."
+    )
+
+
 def _describe(exc: BaseException | None) -> str:
     if exc is None:
         return "none"
@@ -92,6 +102,7 @@ async def start_with_backoff(
     initial_backoff_s: float = 0.1,
     max_backoff_s: float = 2.0,
     retriable: Retriable | None = None,
+    credentials: str | None = None,
 ) -> None:
     """Call ``start`` until it succeeds, backing off with jitter, for ``deadline_s``.
 
@@ -99,6 +110,10 @@ async def start_with_backoff(
     and the last error when the deadline passes. ``close`` is called after each failed
     attempt, since a half-started client holds sockets and tasks. ``retriable`` defaults
     to the errors aiokafka raises for a broker that is not there (yet).
+
+    A broker that refuses the credentials or the mechanism is not retried: that raises
+    :class:`AuthenticationFailed` at once, naming ``credentials`` (mechanism and user,
+    never the password).
     """
     retry_on = RETRIABLE if retriable is None else retriable
     give_up_at = time.monotonic() + deadline_s
@@ -116,9 +131,15 @@ async def start_with_backoff(
     async def attempt() -> None:
         try:
             await start()
+        except AUTHENTICATION_ERRORS as exc:
+            if close is not None:
+                await close()
+            raise _refused(what, bootstrap_servers, credentials, exc) from None
         except retry_on:
             if close is not None:
                 await close()
+            if window.refused is not None:
+                raise _refused(what, bootstrap_servers, credentials, window.refused) from None
             raise
 
     retrying = AsyncRetrying(
@@ -127,7 +148,7 @@ async def start_with_backoff(
         retry=retry_if_exception_type(retry_on),
         before_sleep=log_retry,
     )
-    with quiet_library_logs():
+    with quiet_library_logs() as window:
         try:
             await retrying(attempt)
         except RetryError as exc:

@@ -80,6 +80,7 @@ async def start_client(
             deadline_s=connection.connect_timeout_s,
             close=close,
             retriable=backend_for(connection).retriable,
+            credentials=connection.credentials_text(),
         )
     except asyncio.CancelledError:
         await close()

@@ -80,6 +80,13 @@ class KafkaConnectionConfig(BaseModel):
         current = {name: getattr(config, name) for name in cls.model_fields}
         return cls.model_validate({**current, **overrides})
 
+    def credentials_text(self) -> str | None:
+        """``SASL PLAIN as user 'reader'`` for messages (never the password); None without SASL."""
+        if self.sasl_mechanism is None:
+            return None
+        user = f" as user {self.sasl_plain_username!r}" if self.sasl_plain_username else ""
+        return f"{self.security_protocol} {self.sasl_mechanism}{user}"
+
     def connection(self) -> KafkaConnectionConfig:
         """Only the connection part of this model (for admin clients and readers)."""
         names = KafkaConnectionConfig.model_fields

@@ -14,7 +14,23 @@ import contextvars
 import logging
 from collections.abc import Iterator
 
-__all__ = ["quiet_library_logs"]
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    IllegalSaslStateError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
+
+__all__ = ["AUTHENTICATION_ERRORS", "quiet_library_logs"]
+
+# What aiokafka raises (and logs, then hides behind "unable to bootstrap") for credentials
+# or a mechanism the broker refuses.
+AUTHENTICATION_ERRORS: tuple[type[BaseException], ...] = (
+    AuthenticationFailedError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+    IllegalSaslStateError,
+)
 
 # Loggers that log connection failures during bootstrap (aiokafka names them by module).
 _LIBRARY_LOGGERS = (
@@ -31,12 +47,17 @@ _LIBRARY_LOGGERS = (
 
 
 class _Window:
-    """Open while a start is being retried; tasks the library starts share the same object."""
+    """Open while a start is being retried; tasks the library starts share the same object.
 
-    __slots__ = ("open",)
+    ``refused`` keeps an authentication failure the library logged and then hid behind
+    "unable to bootstrap": the caller fails at once instead of retrying until the deadline.
+    """
+
+    __slots__ = ("open", "refused")
 
     def __init__(self) -> None:
         self.open = True
+        self.refused: BaseException | None = None
 
 
 # A mutable window, not a flag: a task the library starts inside the window copies the
@@ -53,6 +74,9 @@ class _DemoteWhileStarting(logging.Filter):
         window = _current.get()
         if window is None or not window.open or record.levelno <= logging.DEBUG:
             return True
+        refused = _authentication_error(record)
+        if refused is not None:
+            window.refused = refused
         record.levelno = logging.DEBUG
         record.levelname = logging.getLevelName(logging.DEBUG)
         # The library's own loggers are usually capped at WARNING: whoever runs the
@@ -90,14 +114,23 @@ def _install() -> None:
         coordinator.addFilter(_COORDINATOR_FILTER)
 
 
+def _authentication_error(record: logging.LogRecord) -> BaseException | None:
+    args = record.args if isinstance(record.args, tuple) else ()
+    return next((a for a in args if isinstance(a, AUTHENTICATION_ERRORS)), None)
+
+
 @contextlib.contextmanager
-def quiet_library_logs() -> Iterator[None]:
-    """Demote the client library's log records to DEBUG for the duration of the block."""
+def quiet_library_logs() -> Iterator[_Window]:
+    """Demote the client library's log records to DEBUG for the duration of the block.
+
+    Yields the window, whose ``refused`` tells an authentication failure from a broker
+    that is not there.
+    """
     _install()
     window = _Window()
     token = _current.set(window)
     try:
-        yield
+        yield window
     finally:
         window.open = False
         _current.reset(token)

@@ -127,8 +127,7 @@ class WindowProcessor(GroupMember):
                 consumer,
                 config.consumed_topics,
                 what=f"window processor {config.group_id}",
-                bootstrap_servers=config.bootstrap_servers,
-                deadline_s=config.connect_timeout_s,
+                connection=config,
             )
             stack.push_async_callback(consumer.stop)
         except BaseException:
