@@ -8,6 +8,7 @@ error headers under ``__agent_events.errors`` with Kafka Connect's suffixes.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import traceback
@@ -17,6 +18,7 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import MessageSizeTooLargeError
 
 from agent_events.agent_runtime.errors import KafkaError
 from agent_events.agent_runtime.resource import AsyncResource
@@ -33,6 +35,7 @@ __all__ = [
     "Stage",
     "dead_letter_headers",
     "error_headers_of",
+    "without_value",
 ]
 
 logger = logging.getLogger(__name__)
@@ -124,8 +127,16 @@ class DeadLetterPublisher(AsyncResource):
     """Writes dead letters and waits for each to be acknowledged.
 
     The consumer commits past a failed record only once its dead letter is
-    acknowledged; when the DLQ cannot be written, :meth:`publish` keeps retrying
-    with backoff (logged), so nothing is skipped and nothing spins.
+    acknowledged. Steps of :meth:`publish`:
+
+    1. write the record with its error headers;
+    2. when it is too large to write as it is (a value near the size limit plus the
+       error headers), write it without its value, with ``value.truncated``,
+       ``value.size`` and ``value.sha256`` headers: the original stays findable on the
+       source topic at the ``topic``/``partition``/``offset`` the headers name;
+    3. when the DLQ cannot be written, retry with backoff (logged) for
+       ``write_deadline_s``, then raise :class:`KafkaError`: the service stops loudly
+       rather than spin on one record forever.
     """
 
     def __init__(
@@ -134,10 +145,12 @@ class DeadLetterPublisher(AsyncResource):
         topic: str,
         *,
         retry_backoff_max_s: float = 5.0,
+        write_deadline_s: float = 120.0,
     ) -> None:
         self.topic = topic
         self._connection = connection
         self._backoff_max = retry_backoff_max_s
+        self._write_deadline_s = write_deadline_s
         self._producer: AIOKafkaProducer | None = None
         self.published = 0
 
@@ -157,13 +170,27 @@ class DeadLetterPublisher(AsyncResource):
         if self._producer is None:
             raise KafkaError("the dead-letter publisher is not started")
         headers = dead_letter_headers(letter)
-        await self._send_until_acknowledged(letter.key, letter.value, headers, what=letter)
+        try:
+            await self._send_until_acknowledged(letter.key, letter.value, headers, what=letter)
+        except MessageSizeTooLargeError:
+            logger.warning(
+                "dead letter of %s[%d]@%d is too large to write (%d-byte value); writing it "
+                "without its value",
+                letter.topic,
+                letter.partition,
+                letter.offset,
+                len(letter.value or b""),
+            )
+            await self._send_until_acknowledged(
+                letter.key, None, without_value(headers, letter.value), what=letter
+            )
 
     async def _send_until_acknowledged(
         self, key: bytes | None, value: bytes | None, headers: Headers, *, what: Any
     ) -> None:
         producer = self._producer
         assert producer is not None
+        give_up_at = time.monotonic() + self._write_deadline_s
         attempt = 0
         while True:
             attempt += 1
@@ -171,7 +198,14 @@ class DeadLetterPublisher(AsyncResource):
                 await producer.send_and_wait(self.topic, value=value, key=key, headers=headers)
                 self.published += 1
                 return
+            except MessageSizeTooLargeError:
+                raise  # no retry makes it smaller: step 2
             except AIOKafkaError as exc:
+                if time.monotonic() >= give_up_at:
+                    raise KafkaError(
+                        f"cannot write to dead-letter topic {self.topic} for "
+                        f"{self._write_deadline_s:g}s ({exc}); stopping rather than skip {what}"
+                    ) from exc
                 delay = backoff_delay(attempt, initial_s=0.1, max_s=self._backoff_max)
                 logger.error(
                     "cannot write to dead-letter topic %s (%s); retrying in %.1fs",
@@ -180,6 +214,22 @@ class DeadLetterPublisher(AsyncResource):
                     delay,
                 )
                 await asyncio.sleep(delay)
+
+
+def without_value(headers: Headers, value: bytes | None) -> Headers:
+    """Dead-letter headers for a record written without its value (step 2 of the publisher).
+
+    The stack trace goes too (it can be large); the message and class stay.
+    """
+    p = ERROR_HEADER_PREFIX
+    kept: Headers = [(k, v) for k, v in headers if k != f"{p}.exception.stacktrace"]
+    body = value or b""
+    kept += [
+        (f"{p}.value.truncated", b"true"),
+        (f"{p}.value.size", str(len(body)).encode()),
+        (f"{p}.value.sha256", hashlib.sha256(body).hexdigest().encode()),
+    ]
+    return kept
 
 
 def redrive_headers(headers: Sequence[tuple[str, bytes]], *, for_group: str | None) -> Headers:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -11,12 +13,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka_support import produce
 
+from agent_events.agent_runtime.errors import KafkaError
 from agent_events.agent_runtime.event_bus import EventType, SystemEvent
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
 from agent_events.consumers import ConsumerService, DeadLetterFilter, read_dead_letters, redrive
-from agent_events.consumers.dlq import error_headers_of
+from agent_events.consumers.dlq import DeadLetter, DeadLetterPublisher, error_headers_of
 from agent_events.producers.config import KafkaConnectionConfig
-from agent_events.schemas.codec import encode_event
+from agent_events.schemas.codec import EventCodec, encode_event
 
 
 def session_event(session: str, i: int) -> SystemEvent:
@@ -281,3 +284,62 @@ async def test_dead_letters_can_be_listed_with_a_filter(
     ]
     assert [d.value for d in found] == [b"y"]
     assert error_headers_of(found[0].headers) == {"stage": "handle"}
+
+
+async def test_a_record_too_large_to_dead_letter_as_it_is_goes_without_its_value(
+    broker: RunningBroker, new_topic: NewTopic
+) -> None:
+    """A value near 1 MiB plus the error headers is over the DLQ write limit: the partition
+    must not stop; the dead letter says where the original is and what it was."""
+    topic = await new_topic(partitions=1)
+    dlq = await new_topic(partitions=1, name=f"{topic}.dlq")
+    big = session_event("s-big", 0).model_copy(
+        update={"metadata": {"seq": 0, "blob": "x" * 1_047_500}}
+    )
+    await produce(
+        broker.bootstrap_servers, topic, [big, session_event("s-big", 1)], max_request_size=2**21
+    )
+    handled: list[int] = []
+
+    async def refuses_the_big_one(event: SystemEvent) -> None:
+        if "blob" in event.metadata:
+            raise ValueError("too big to handle")
+        handled.append(int(event.metadata["seq"]))  # type: ignore[arg-type]
+
+    async with ConsumerService(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id="sizes",
+        dlq_topic=dlq,
+        max_retries=0,
+        handlers=[refuses_the_big_one],
+    ) as service:
+        await run_until(service, lambda: handled == [1])
+    connection = KafkaConnectionConfig(bootstrap_servers=broker.bootstrap_servers)
+    (letter,) = [d async for d in read_dead_letters(connection, dlq)]
+    assert letter.errors["value.truncated"] == "true"
+    assert letter.errors["offset"] == "0"
+    assert letter.errors["topic"] == topic
+    original = EventCodec().encode(big)
+    assert letter.errors["value.size"] == str(len(original))
+    assert letter.errors["value.sha256"] == hashlib.sha256(original).hexdigest()
+
+
+@pytest.mark.broker_kinds("kafka")
+async def test_a_dead_letter_that_cannot_be_written_stops_the_publisher_loudly(
+    broker: RunningBroker,
+) -> None:
+    """A DLQ the broker refuses (here: a name it cannot create) is an error, never a spin."""
+    connection = KafkaConnectionConfig(
+        bootstrap_servers=broker.bootstrap_servers, request_timeout_ms=1_500
+    )
+    letter = DeadLetter(
+        topic="source", partition=0, offset=7, key=b"s", value=b"v", headers=[],
+        stage="handle", error=ValueError("boom"), consumer_group="g",
+    )  # fmt: skip
+    async with DeadLetterPublisher(
+        connection, f"not a topic name! {uuid.uuid4().hex[:8]}", write_deadline_s=2.0
+    ) as publisher:
+        with pytest.raises(KafkaError, match="stopping rather than skip"):
+            async with asyncio.timeout(30):
+                await publisher.publish(letter)
