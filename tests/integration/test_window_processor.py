@@ -6,11 +6,7 @@ once, since Tansu has no transactions), except where exactly-once itself is asse
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -18,9 +14,11 @@ from kafka_support import produce
 from window_helpers import (
     START,
     as_windows,
+    guarantee,
     ms,
     read_aggregates,
     read_records,
+    running,
     stream,
     tumbling_oracle,
     wait_until,
@@ -37,27 +35,6 @@ from agent_events.consumers.windows import HoppingWindow, WindowProcessor
 from agent_events.consumers.windows.tasks import LATE_HEADER_PREFIX
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def guarantee(caps: BrokerCapabilities) -> str:
-    return "exactly_once" if caps.supports("transactions") else "at_least_once"
-
-
-@asynccontextmanager
-async def running(**settings: Any) -> AsyncIterator[WindowProcessor]:
-    """A started processor whose run() goes on in the background until the block ends."""
-    settings.setdefault("commit_interval_s", 0.2)
-    settings.setdefault("idle_source_after_s", 1.0)
-    settings.setdefault("session_timeout_ms", 6_000)
-    settings.setdefault("heartbeat_interval_ms", 500)
-    async with WindowProcessor(**settings) as processor:
-        task = asyncio.create_task(processor.run())
-        try:
-            yield processor
-            assert not task.done(), "the processor stopped by itself"
-        finally:
-            processor.request_stop()
-            await asyncio.wait_for(task, 60)
 
 
 async def test_closed_windows_match_the_oracle_once_each(

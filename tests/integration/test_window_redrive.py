@@ -8,11 +8,7 @@ it must neither count them again nor dead-letter an undecodable one a second tim
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -20,8 +16,10 @@ from aiokafka import AIOKafkaProducer
 from kafka_support import produce
 from window_helpers import (
     as_windows,
+    guarantee,
     read_aggregates,
     read_records,
+    running,
     stream,
     tumbling_oracle,
     wait_until,
@@ -32,33 +30,12 @@ from agent_events.broker.capabilities import BrokerCapabilities
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
 from agent_events.consumers.dlq import DeadLetter, Stage, dead_letter_headers
 from agent_events.consumers.redrive import redrive
-from agent_events.consumers.windows import WindowProcessor
 from agent_events.producers.config import KafkaConnectionConfig
 from agent_events.schemas.codec import EventCodec
 
 pytestmark = pytest.mark.timeout(120)
 
 OTHER_GROUP = "notifications"
-
-
-def guarantee(caps: BrokerCapabilities) -> str:
-    return "exactly_once" if caps.supports("transactions") else "at_least_once"
-
-
-@asynccontextmanager
-async def running(**settings: Any) -> AsyncIterator[WindowProcessor]:
-    """A started processor whose run() goes on in the background until the block ends."""
-    settings.setdefault("commit_interval_s", 0.2)
-    settings.setdefault("session_timeout_ms", 6_000)
-    settings.setdefault("heartbeat_interval_ms", 500)
-    async with WindowProcessor(**settings) as processor:
-        task = asyncio.create_task(processor.run())
-        try:
-            yield processor
-            assert not task.done(), "the processor stopped by itself"
-        finally:
-            processor.request_stop()
-            await asyncio.wait_for(task, 60)
 
 
 async def dead_letter_then_redrive(

@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agent_events.agent_runtime.events import EventType, SystemEvent
-from agent_events.consumers.windows import WindowAggregate, WindowAggregateCodec
+from agent_events.broker.capabilities import BrokerCapabilities
+from agent_events.consumers.windows import WindowAggregate, WindowAggregateCodec, WindowProcessor
 from agent_events.consumers.windows.aggregations import WindowValues
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -172,3 +175,25 @@ async def read_records(
         return found
     finally:
         await consumer.stop()
+
+
+def guarantee(caps: BrokerCapabilities) -> str:
+    """The strongest processing guarantee ``caps``' broker supports."""
+    return "exactly_once" if caps.supports("transactions") else "at_least_once"
+
+
+@asynccontextmanager
+async def running(**settings: Any) -> AsyncIterator[WindowProcessor]:
+    """A started processor whose run() goes on in the background until the block ends."""
+    settings.setdefault("commit_interval_s", 0.2)
+    settings.setdefault("idle_source_after_s", 1.0)
+    settings.setdefault("session_timeout_ms", 6_000)
+    settings.setdefault("heartbeat_interval_ms", 500)
+    async with WindowProcessor(**settings) as processor:
+        task = asyncio.create_task(processor.run())
+        try:
+            yield processor
+            assert not task.done(), "the processor stopped by itself"
+        finally:
+            processor.request_stop()
+            await asyncio.wait_for(task, 60)
