@@ -6,7 +6,6 @@ import asyncio
 import sys
 from typing import Any
 
-import pytest
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
@@ -45,23 +44,6 @@ def agent_event(i: int) -> SystemEvent:
         session_id=f"session-{i % 7}",
         metadata={"i": i},
     )
-
-
-@pytest.fixture
-def finished_spans() -> Any:
-    """Spans recorded by an SDK provider (installed once per process: OpenTelemetry's rule)."""
-    sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, sdk_trace.TracerProvider):
-        provider = sdk_trace.TracerProvider()
-        trace.set_tracer_provider(provider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
 
 
 async def test_leaving_the_producer_block_sends_every_event_already_published_on_the_bus(

@@ -441,23 +441,6 @@ async def remember_trace(event):
 """
 
 
-@pytest.fixture(scope="module")
-def finished_spans() -> Any:
-    """Spans recorded by an SDK provider (installed once per process: OpenTelemetry's rule)."""
-    sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, sdk_trace.TracerProvider):
-        provider = sdk_trace.TracerProvider()
-        trace.set_tracer_provider(provider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
-
-
 async def test_traceparent_carries_the_agents_trace_to_the_consumers_handler(
     broker: RunningBroker,
     new_topic: NewTopic,

@@ -9,6 +9,7 @@ it must neither count them again nor dead-letter an undecodable one a second tim
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -70,6 +71,23 @@ async def dead_letter_then_redrive(
     assert report.sent == len(values), report
 
 
+def minute_windows(
+    broker: RunningBroker, caps: BrokerCapabilities, topic: str, **extra: Any
+) -> dict[str, Any]:
+    """Settings of a tumbling 60 s / grace 5 s processor over ``topic``, with its own topics."""
+    return {
+        "bootstrap_servers": broker.bootstrap_servers,
+        "topics": [topic],
+        "group_id": f"{topic}-windows",
+        "output_topic": f"{topic}.aggregates",
+        "dlq_topic": f"{topic}.windows-dlq",
+        "window": "tumbling:60s",
+        "grace": "5s",
+        "processing_guarantee": guarantee(caps),
+        **extra,
+    }
+
+
 def open_window_events(events: list[SystemEvent], count: int) -> list[tuple[bytes, bytes]]:
     """Encoded copies of the last ``count`` events (their window is still open)."""
     codec = EventCodec()
@@ -89,16 +107,7 @@ async def test_windows_do_not_count_records_redriven_for_another_group(
         broker.bootstrap_servers, topic, dlq, open_window_events(first, 40)
     )
     await produce(broker.bootstrap_servers, topic, second)
-    async with running(
-        bootstrap_servers=broker.bootstrap_servers,
-        topics=[topic],
-        group_id=f"{topic}-windows",
-        output_topic=f"{topic}.aggregates",
-        dlq_topic=f"{topic}.windows-dlq",
-        window="tumbling:60s",
-        grace="5s",
-        processing_guarantee=guarantee(broker_capabilities),
-    ) as processor:
+    async with running(**minute_windows(broker, broker_capabilities, topic)) as processor:
         rows = await read_aggregates(
             broker.bootstrap_servers,
             f"{topic}.aggregates",
@@ -123,16 +132,7 @@ async def test_an_undecodable_record_redriven_for_another_group_is_not_dead_lett
     )
     await produce(broker.bootstrap_servers, topic, events)
     expected = tumbling_oracle(events, 60_000, 5_000)
-    async with running(
-        bootstrap_servers=broker.bootstrap_servers,
-        topics=[topic],
-        group_id=f"{topic}-windows",
-        output_topic=f"{topic}.aggregates",
-        dlq_topic=f"{topic}.windows-dlq",
-        window="tumbling:60s",
-        grace="5s",
-        processing_guarantee=guarantee(broker_capabilities),
-    ) as processor:
+    async with running(**minute_windows(broker, broker_capabilities, topic)) as processor:
         await read_aggregates(
             broker.bootstrap_servers,
             f"{topic}.aggregates",
@@ -158,15 +158,7 @@ async def test_one_event_stamped_far_ahead_goes_to_the_late_topic_and_moves_no_w
     await produce(broker.bootstrap_servers, topic, [*events[:101], skewed, *events[101:]])
     expected = tumbling_oracle(events, 60_000, 5_000)
     async with running(
-        bootstrap_servers=broker.bootstrap_servers,
-        topics=[topic],
-        group_id=f"{topic}-windows",
-        output_topic=f"{topic}.aggregates",
-        late_topic=f"{topic}.late",
-        dlq_topic=f"{topic}.windows-dlq",
-        window="tumbling:60s",
-        grace="5s",
-        processing_guarantee=guarantee(broker_capabilities),
+        **minute_windows(broker, broker_capabilities, topic, late_topic=f"{topic}.late")
     ) as processor:
         rows = await read_aggregates(
             broker.bootstrap_servers,
