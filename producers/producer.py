@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Unpack
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from aiokafka.errors import BrokerResponseError, KafkaConnectionError, MessageSizeTooLargeError
 from aiokafka.errors import KafkaError as AIOKafkaError
 
 from agent_events.agent_runtime.errors import (
@@ -58,6 +58,7 @@ from agent_events.producers.headers import (
 )
 from agent_events.producers.partitioner import SessionKeyPartitioner
 from agent_events.schemas.codec import CONTENT_TYPE, EventCodec
+from agent_events.transport import backend_for
 
 __all__ = [
     "DeliveryErrorCallback",
@@ -137,6 +138,7 @@ class KafkaEventProducer(AsyncResource):
         self._client_id = config.client_id or f"agent-events-producer-{self.producer_id[:12]}"
         self._trace_target = SendTarget.of(config.bootstrap_servers, self._client_id)
         self._idempotent = config.enable_idempotence
+        self._backend = backend_for(config)
         self._type_headers: dict[EventTypeLike, bytes] = {}
         self._static_headers: Headers = [
             (CONTENT_TYPE_HEADER, CONTENT_TYPE.encode()),
@@ -331,8 +333,14 @@ class KafkaEventProducer(AsyncResource):
                 self.stats.acknowledged += 1
                 return
             error = _produce_error(event, exc)
+            if self._backend.recover_from_refusal(self._producer, exc):
+                logger.warning(
+                    "the broker refused a record (%s): reset the producer's idempotence state "
+                    "so later sends to the partition go on",
+                    type(exc).__name__,
+                )
         self.stats.record_failure(error)
-        logger.error("event %s was not acknowledged: %s", event.event_id, error)
+        logger.error("%s", error)
         if self._on_delivery_error is not None:
             self._on_delivery_error(event, error)
 
@@ -342,4 +350,8 @@ def _produce_error(event: SystemEvent, exc: BaseException) -> ProduceError:
         return RecordTooLarge(f"the broker refused event {event.event_id} as too large: {exc}")
     if isinstance(exc, KafkaConnectionError):
         return ProduceError(f"event {event.event_id}: broker connection lost: {exc}")
+    if isinstance(exc, BrokerResponseError):
+        return ProduceError(
+            f"the broker refused event {event.event_id}: {exc.message} ({exc.description})"
+        )
     return ProduceError(f"event {event.event_id} was not acknowledged: {exc!r}")

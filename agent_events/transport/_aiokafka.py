@@ -6,7 +6,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, codec
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaConnectionError, NodeNotReadyError, RequestTimedOutError
+from aiokafka.errors import (
+    BrokerResponseError,
+    KafkaConnectionError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+)
 
 from agent_events.transport._connection import KafkaConnectionConfig
 
@@ -42,3 +47,27 @@ class AioKafkaBackend:
         self, connection: KafkaConnectionConfig, topics: tuple[str, ...], options: dict[str, Any]
     ) -> Any:
         return AIOKafkaConsumer(*topics, **{**connection.client_kwargs(), **options})
+
+    def recover_from_refusal(self, producer: Any, error: BaseException) -> bool:
+        """Make an idempotent ``producer`` usable again after the broker refused a batch.
+
+        aiokafka numbers a partition's batches when it sends them; a batch the broker
+        refuses without writing it (a timestamp out of range, over ``max.message.bytes``)
+        leaves that number behind, and every later batch to the partition fails with
+        ``OutOfOrderSequenceNumber`` for the life of the client. The Java client resets
+        its producer id in that case (``resetIdempotentProducerId``); aiokafka has no
+        such call, so this resets the idempotence state in place: no producer id and
+        every sequence at 0, so the sender fetches a new id before its next batch.
+
+        Safe to call for each record of the refused batch: their callbacks run before
+        the sender drains again, and only the first finds an id to reset. Transactional
+        producers are left alone (their transaction is aborted instead). Returns whether
+        the state was reset.
+        """
+        if not isinstance(error, BrokerResponseError):
+            return False  # not the broker's answer (connection lost, cancelled): nothing to resync
+        manager = producer._txn_manager  # noqa: SLF001 - aiokafka offers no public reset
+        if manager is None or manager.transactional_id is not None or not manager.has_pid():
+            return False
+        manager.__init__(None, manager.transaction_timeout_ms)
+        return True

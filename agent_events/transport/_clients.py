@@ -44,6 +44,10 @@ class ClientBackend(Protocol):
         self, connection: KafkaConnectionConfig, topics: tuple[str, ...], options: dict[str, Any]
     ) -> Any: ...
 
+    def recover_from_refusal(self, producer: Any, error: BaseException) -> bool:
+        """After the broker refused a record of ``producer``: make later sends work."""
+        ...
+
 
 _BACKENDS: dict[str, ClientBackend] = {"aiokafka": AioKafkaBackend()}
 
