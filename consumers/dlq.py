@@ -8,7 +8,6 @@ error headers under ``__agent_events.errors`` with Kafka Connect's suffixes.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 import traceback
@@ -22,6 +21,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 
 from agent_events.agent_runtime.errors import KafkaError
 from agent_events.agent_runtime.resource import AsyncResource
+from agent_events.consumers.copies import CopySizes, copy_sizes, without_value
 from agent_events.producers.config import KafkaConnectionConfig
 from agent_events.producers.headers import Headers, header_value
 from agent_events.transport import backend_for, backoff_delay, start_client
@@ -35,7 +35,6 @@ __all__ = [
     "Stage",
     "dead_letter_headers",
     "error_headers_of",
-    "without_value",
 ]
 
 logger = logging.getLogger(__name__)
@@ -129,7 +128,8 @@ class DeadLetterPublisher(AsyncResource):
     The consumer commits past a failed record only once its dead letter is
     acknowledged. Steps of :meth:`publish`:
 
-    1. write the record with its error headers;
+    1. write the record with its error headers, with a producer that takes what the
+       source topics take plus room for the headers (:mod:`consumers.copies`);
     2. when it is too large to write as it is (a value near the size limit plus the
        error headers), write it without its value, with ``value.truncated``,
        ``value.size`` and ``value.sha256`` headers: the original stays findable on the
@@ -144,6 +144,7 @@ class DeadLetterPublisher(AsyncResource):
         connection: KafkaConnectionConfig,
         topic: str,
         *,
+        sources: Sequence[str] = (),
         retry_backoff_max_s: float = 5.0,
         write_deadline_s: float = 120.0,
     ) -> None:
@@ -151,11 +152,19 @@ class DeadLetterPublisher(AsyncResource):
         self._connection = connection
         self._backoff_max = retry_backoff_max_s
         self._write_deadline_s = write_deadline_s
+        self._sources = tuple(sources)
         self._producer: AIOKafkaProducer | None = None
+        self._sizes: CopySizes | None = None
         self.published = 0
 
     async def start(self) -> None:
-        options = {"acks": "all", "linger_ms": 0}
+        """Size the producer for what the source topics take, then connect."""
+        self._sizes = await copy_sizes(self._connection, self._sources, [self.topic])
+        options = {
+            "acks": "all",
+            "linger_ms": 0,
+            "max_request_size": self._sizes.max_request_size,
+        }
         producer = backend_for(self._connection).producer(self._connection, options)
         await start_client(producer, self._connection, what="dead-letter producer")
         self._producer = producer
@@ -166,24 +175,30 @@ class DeadLetterPublisher(AsyncResource):
             await producer.stop()
 
     async def publish(self, letter: DeadLetter) -> None:
-        """Write ``letter`` to the DLQ; returns once the broker acknowledged it."""
-        if self._producer is None:
+        """Write ``letter`` to the DLQ; returns once the broker acknowledged it.
+
+        A letter over the DLQ's limit (known at start, or the broker's refusal) is
+        written without its value (:mod:`consumers.copies`).
+        """
+        if self._producer is None or self._sizes is None:
             raise KafkaError("the dead-letter publisher is not started")
         headers = dead_letter_headers(letter)
-        try:
-            await self._send_until_acknowledged(letter.key, letter.value, headers, what=letter)
-        except MessageSizeTooLargeError:
-            logger.warning(
-                "dead letter of %s[%d]@%d is too large to write (%d-byte value); writing it "
-                "without its value",
-                letter.topic,
-                letter.partition,
-                letter.offset,
-                len(letter.value or b""),
-            )
-            await self._send_until_acknowledged(
-                letter.key, None, without_value(headers, letter.value), what=letter
-            )
+        if self._sizes.fits(self.topic, letter.key, letter.value, headers):
+            try:
+                await self._send_until_acknowledged(letter.key, letter.value, headers, what=letter)
+                return
+            except MessageSizeTooLargeError:
+                pass
+        logger.warning(
+            "dead letter of %s[%d]@%d is too large to write (%d-byte value); writing it "
+            "without its value",
+            letter.topic,
+            letter.partition,
+            letter.offset,
+            len(letter.value or b""),
+        )
+        truncated = without_value(headers, letter.value, prefix=ERROR_HEADER_PREFIX)
+        await self._send_until_acknowledged(letter.key, None, truncated, what=letter)
 
     async def _send_until_acknowledged(
         self, key: bytes | None, value: bytes | None, headers: Headers, *, what: Any
@@ -214,22 +229,6 @@ class DeadLetterPublisher(AsyncResource):
                     delay,
                 )
                 await asyncio.sleep(delay)
-
-
-def without_value(headers: Headers, value: bytes | None) -> Headers:
-    """Dead-letter headers for a record written without its value (step 2 of the publisher).
-
-    The stack trace goes too (it can be large); the message and class stay.
-    """
-    p = ERROR_HEADER_PREFIX
-    kept: Headers = [(k, v) for k, v in headers if k != f"{p}.exception.stacktrace"]
-    body = value or b""
-    kept += [
-        (f"{p}.value.truncated", b"true"),
-        (f"{p}.value.size", str(len(body)).encode()),
-        (f"{p}.value.sha256", hashlib.sha256(body).hexdigest().encode()),
-    ]
-    return kept
 
 
 def redrive_headers(headers: Sequence[tuple[str, bytes]], *, for_group: str | None) -> Headers:

@@ -24,9 +24,11 @@ from agent_events.transport._connection import (
     SaslMechanism,
     SecurityProtocol,
 )
+from agent_events.transport._limits import DEFAULT_MAX_MESSAGE_BYTES, max_message_bytes
 from agent_events.transport._quiet import quiet_library_logs
 
 __all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
     "BrokerUnreachable",
     "ClientBackend",
     "ClientKind",
@@ -39,6 +41,7 @@ __all__ = [
     "backend_for",
     "backoff_delay",
     "consumer_client",
+    "max_message_bytes",
     "producer_client",
     "quiet_library_logs",
     "require_positive_int",

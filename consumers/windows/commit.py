@@ -40,6 +40,7 @@ from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.structs import TopicPartition
 
 from agent_events.agent_runtime.errors import KafkaError, UnsupportedByBroker
+from agent_events.consumers.copies import CopySizes
 from agent_events.consumers.member import commit_offsets
 from agent_events.consumers.windows.config import WindowedAggregationConfig
 from agent_events.consumers.windows.tasks import PartitionTask
@@ -66,9 +67,18 @@ class Committer(Protocol):
         """Release everything."""
 
 
-def _producer_kwargs(config: WindowedAggregationConfig, **extra: Any) -> dict[str, Any]:
+def _producer_kwargs(
+    config: WindowedAggregationConfig, copies: CopySizes, **extra: Any
+) -> dict[str, Any]:
+    """Output producer options; it takes the largest copy of an input record (DLQ, late)."""
     kwargs = config.connection().client_kwargs()
-    kwargs.update(acks="all", linger_ms=5, max_batch_size=256 * 1024, **extra)
+    kwargs.update(
+        acks="all",
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        max_request_size=copies.max_request_size,
+        **extra,
+    )
     return kwargs
 
 
@@ -100,8 +110,9 @@ async def _send_changelog(
 class TransactionalCommitter:
     """Exactly-once commits: one transactional producer per assigned input partition."""
 
-    def __init__(self, config: WindowedAggregationConfig) -> None:
+    def __init__(self, config: WindowedAggregationConfig, copies: CopySizes) -> None:
         self._config = config
+        self._copies = copies
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self.aborted = 0
 
@@ -113,6 +124,7 @@ class TransactionalCommitter:
         producer = AIOKafkaProducer(
             **_producer_kwargs(
                 config,
+                self._copies,
                 enable_idempotence=True,
                 transactional_id=config.transactional_id(tp.topic, tp.partition),
                 transaction_timeout_ms=config.transaction_timeout_ms,
@@ -192,9 +204,12 @@ class TransactionalCommitter:
 class AtLeastOnceCommitter:
     """At-least-once commits for brokers without transactions: one producer, three steps."""
 
-    def __init__(self, config: WindowedAggregationConfig, consumer: AIOKafkaConsumer) -> None:
+    def __init__(
+        self, config: WindowedAggregationConfig, consumer: AIOKafkaConsumer, copies: CopySizes
+    ) -> None:
         self._config = config
         self._consumer = consumer
+        self._copies = copies
         self._producer: AIOKafkaProducer | None = None
 
     async def open(self, tps: Sequence[TopicPartition]) -> None:
@@ -204,7 +219,9 @@ class AtLeastOnceCommitter:
     async def _start(self) -> AIOKafkaProducer:
         config = self._config
         for idempotent in (True, False):
-            producer = AIOKafkaProducer(**_producer_kwargs(config, enable_idempotence=idempotent))
+            producer = AIOKafkaProducer(
+                **_producer_kwargs(config, self._copies, enable_idempotence=idempotent)
+            )
             try:
                 await start_with_backoff(
                     producer.start,

@@ -37,6 +37,7 @@ from aiokafka.structs import TopicPartition
 
 from agent_events.agent_runtime.errors import UnsupportedByBroker
 from agent_events.agent_runtime.event_bus import EventBus
+from agent_events.consumers.copies import CopySizes
 from agent_events.consumers.member import GroupMember
 from agent_events.consumers.scan import standalone_consumer
 from agent_events.consumers.windows.aggregations import Aggregations, Reducer, key_function
@@ -59,6 +60,7 @@ from agent_events.consumers.windows.state import WindowStore, restore_stores
 from agent_events.consumers.windows.tasks import AggregateTask, PartitionTask, TaskCounters
 from agent_events.consumers.windows.topics import ensure_window_topics
 from agent_events.schemas.codec import EventCodec
+from agent_events.transport import DEFAULT_MAX_MESSAGE_BYTES
 
 __all__ = ["WindowProcessor"]
 
@@ -106,6 +108,7 @@ class WindowProcessor(GroupMember):
         """What this run guarantees, once started: exactly_once or at_least_once."""
         self._sources: frozenset[str] = frozenset()
         self._partitions = 0
+        self._copies = CopySizes(DEFAULT_MAX_MESSAGE_BYTES, {})
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -119,6 +122,7 @@ class WindowProcessor(GroupMember):
             )
             layout = await ensure_window_topics(config, self._reader)
             self._sources, self._partitions = layout.sources, layout.partitions
+            self._copies = layout.copies
             consumer = AIOKafkaConsumer(**config.consumer_kwargs())
             committer = await self._choose_committer(consumer)
             self._committer = committer
@@ -141,7 +145,7 @@ class WindowProcessor(GroupMember):
         ``auto`` falls back to at-least-once, loudly, on a broker without them."""
         config = self.config
         if config.processing_guarantee != "at_least_once":
-            committer = TransactionalCommitter(config)
+            committer = TransactionalCommitter(config, self._copies)
             probe = TopicPartition(config.changelog_topic, -1)
             try:
                 await committer.open([probe])
@@ -159,7 +163,7 @@ class WindowProcessor(GroupMember):
                 self.guarantee = "exactly_once"
                 return committer
         self.guarantee = "at_least_once"
-        return AtLeastOnceCommitter(config, consumer)
+        return AtLeastOnceCommitter(config, consumer, self._copies)
 
     async def _close(self) -> None:
         stack, self._stack = self._stack, None
@@ -305,6 +309,7 @@ class WindowProcessor(GroupMember):
                 sources=self._sources if config.repartitions else None,
             )
         task.counters = self._counters
+        task.copies = self._copies
         return task
 
     async def _commit(self, tasks: list[PartitionTask], *, prepare_failed: bool = True) -> None:

@@ -32,7 +32,8 @@ from typing import Any, NamedTuple
 from aiokafka.structs import TopicPartition
 
 from agent_events.agent_runtime.events import SystemEvent
-from agent_events.consumers.dlq import DeadLetter, dead_letter_headers
+from agent_events.consumers.copies import CopySizes, without_value
+from agent_events.consumers.dlq import ERROR_HEADER_PREFIX, DeadLetter, dead_letter_headers
 from agent_events.consumers.intake import Skip, admit
 from agent_events.consumers.windows.aggregations import KeyFunction, event_time_ms
 from agent_events.consumers.windows.codec import (
@@ -56,6 +57,7 @@ from agent_events.producers.headers import (
     header_value,
 )
 from agent_events.schemas.codec import CONTENT_TYPE, EventCodec
+from agent_events.transport import DEFAULT_MAX_MESSAGE_BYTES
 
 __all__ = [
     "AHEAD_OF_CLOCK",
@@ -131,6 +133,8 @@ class PartitionTask:
         self.committed_offset = next_offset
         self.outgoing: list[Outgoing] = []
         self.counters = TaskCounters()
+        self.copies = CopySizes(DEFAULT_MAX_MESSAGE_BYTES, {})
+        """Size limits of the DLQ and late topics (set by the processor from the broker's)."""
         self._config = config
         self._codec = event_codec
         self._key_of = key_of
@@ -209,7 +213,26 @@ class PartitionTask:
             headers.append((f"{LATE_HEADER_PREFIX}.reason", reason.encode()))
             headers.append((f"{LATE_HEADER_PREFIX}.watermark", str(watermark).encode()))
             headers.append((f"{LATE_HEADER_PREFIX}.window", str(self._config.definition).encode()))
-            self.outgoing.append(Outgoing(late_topic, record.key, record.value, headers))
+            self._copy(late_topic, record.key, record.value, headers, prefix=LATE_HEADER_PREFIX)
+
+    def _copy(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers, *, prefix: str
+    ) -> None:
+        """Queue a copy of a source record; over ``topic``'s limit, without its value.
+
+        Inside a transaction a record the broker refuses aborts the whole commit, again
+        after every restore: so the size is checked here, before anything is sent.
+        """
+        if not self.copies.fits(topic, key, value, headers):
+            logger.warning(
+                "%s[%d]: a %d-byte record is too large to copy to %s; copied without its value",
+                self.tp.topic,
+                self.tp.partition,
+                len(value or b""),
+                topic,
+            )
+            value, headers = None, without_value(headers, value, prefix=prefix)
+        self.outgoing.append(Outgoing(topic, key, value, headers))
 
     def _dead_letter(self, letter: DeadLetter) -> None:
         """Write ``letter`` with the next commit (in its transaction, when there is one)."""
@@ -225,7 +248,8 @@ class PartitionTask:
                 letter.error,
             )
             return
-        self.outgoing.append(Outgoing(topic, letter.key, letter.value, dead_letter_headers(letter)))
+        headers = dead_letter_headers(letter)
+        self._copy(topic, letter.key, letter.value, headers, prefix=ERROR_HEADER_PREFIX)
 
 
 class AggregateTask(PartitionTask):

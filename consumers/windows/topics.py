@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer
 
 from agent_events.agent_runtime.errors import ConfigError
+from agent_events.consumers.copies import CopySizes, copy_sizes
 from agent_events.consumers.scan import topic_partitions
 from agent_events.consumers.windows.config import WindowedAggregationConfig
 from agent_events.producers.topics import TopicSpec, ensure_topics
@@ -30,6 +31,8 @@ class TopicLayout:
     """Every input partition as ``topic:partition``."""
     partitions: int
     """Partitions of the changelog and repartition topics (the largest input topic's)."""
+    copies: CopySizes
+    """How large the copies of input records (DLQ, late, repartition) may be."""
 
 
 async def ensure_window_topics(
@@ -45,17 +48,16 @@ async def ensure_window_topics(
     sources = frozenset(f"{t}:{p}" for t, n in counts.items() for p in range(n))
     partitions = max(counts.values())
     rf = config.replication_factor
-    wanted = [TopicSpec(config.changelog_topic, partitions, rf, dict(CHANGELOG_TOPIC_CONFIGS))]
+    copy_topics = [t for t in (config.late_topic, config.dlq_topic) if t is not None]
     if config.repartitions:
-        wanted.append(TopicSpec(config.repartition_topic, partitions, rf))
-    for topic in (
-        config.output_topic,
-        config.late_topic,
-        config.alerts_output,
-        config.dlq_topic,
-    ):
-        if topic is not None:
-            wanted.append(TopicSpec(topic, partitions, rf))
+        copy_topics.append(config.repartition_topic)
+    copies = await copy_sizes(config.connection(), config.topics, copy_topics)
+    wanted = [TopicSpec(config.changelog_topic, partitions, rf, dict(CHANGELOG_TOPIC_CONFIGS))]
+    for topic in copy_topics:
+        wanted.append(TopicSpec(topic, partitions, rf, copies.topic_configs()))
+    for output in (config.output_topic, config.alerts_output):
+        if output is not None:
+            wanted.append(TopicSpec(output, partitions, rf))
     found = {spec.name: await _partition_count(reader, spec.name) for spec in wanted}
     missing = [spec for spec in wanted if found[spec.name] is None]
     if missing:
@@ -71,7 +73,7 @@ async def ensure_window_topics(
                 "match (the state of partition p lives in changelog partition p). Use a new "
                 "group or store name after changing the input's partitions"
             )
-    return TopicLayout(sources, partitions)
+    return TopicLayout(sources, partitions, copies)
 
 
 async def _partition_count(reader: AIOKafkaConsumer, topic: str) -> int | None:

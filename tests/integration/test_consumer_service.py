@@ -317,10 +317,13 @@ async def test_a_record_too_large_to_dead_letter_as_it_is_goes_without_its_value
         await run_until(service, lambda: handled == [1])
     connection = KafkaConnectionConfig(bootstrap_servers=broker.bootstrap_servers)
     (letter,) = [d async for d in read_dead_letters(connection, dlq)]
-    assert letter.errors["value.truncated"] == "true"
     assert letter.errors["offset"] == "0"
     assert letter.errors["topic"] == topic
     original = EventCodec().encode(big)
+    if broker.kind == "tansu":  # no topic size limit: the producer, sized for copies, writes it
+        assert letter.value == original
+        return
+    assert letter.errors["value.truncated"] == "true"
     assert letter.errors["value.size"] == str(len(original))
     assert letter.errors["value.sha256"] == hashlib.sha256(original).hexdigest()
 
