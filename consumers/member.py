@@ -19,7 +19,14 @@ with a fetched batch and in what a commit writes. Everything else lives here onc
   commit the revoked partitions' work before they are given up (``_revoke``); an
   assignment prepares the new ones (``_assign``);
 * **stop**: request the stop, wait for :meth:`run` to return, then ``_close``;
-* **offset commit** (:func:`commit_offsets`): one policy for a commit that fails.
+* **offset commit** (:func:`commit_offsets`): one policy for a commit that fails;
+* **fencing** (optional, ``stall_limit_s``): a member whose event loop was frozen
+  longer than the group could wait for its heartbeat (SIGSTOP, a swapped-out host, a
+  handler blocking the loop), or whose commit was rejected as from a stale
+  generation, must presume it was expelled: the group may have handed its partitions
+  to another member meanwhile. It stops *starting* records (:meth:`GroupMember.may_start`)
+  until membership is confirmed again: by a heartbeat of its generation that the
+  coordinator accepts (``_unfence``) or by a rebalance (``_assigned``).
 
 Per record, both runtimes take records through :func:`consumers.intake.admit`
 (re-drive address, decode -> DLQ).
@@ -37,17 +44,19 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.protocol.group import HeartbeatRequest
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from agent_events.agent_runtime.errors import KafkaError
 from agent_events.agent_runtime.resource import AsyncResource
 from agent_events.transport import KafkaConnectionConfig, start_client
 
-__all__ = ["GroupMember", "RebalanceListener", "commit_offsets"]
+__all__ = ["GroupMember", "RebalanceListener", "StallWatch", "commit_offsets", "still_a_member"]
 
 logger = logging.getLogger(__name__)
 
 PartitionsCallback = Callable[[set[TopicPartition]], Awaitable[None]]
+LostCallback = Callable[[str], None]
 
 _FETCH_TIMEOUT_MS = 100
 
@@ -71,13 +80,20 @@ class RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 async def commit_offsets(
-    consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int], *, group_id: str
+    consumer: AIOKafkaConsumer,
+    offsets: Mapping[TopicPartition, int],
+    *,
+    group_id: str,
+    on_lost: LostCallback | None = None,
 ) -> bool:
     """Commit ``offsets`` (next offset to read, per partition) for the group.
 
     Returns ``False`` when the commit failed: the records since the last commit
     will be delivered again (at least once), which is logged, never raised, so a
-    lost generation or a broker hiccup does not stop the member.
+    lost generation or a broker hiccup does not stop the member. A commit the group
+    rejected as not from its current member and generation (``CommitFailedError``:
+    unknown member, illegal generation, rebalance in progress) or for partitions no
+    longer assigned also calls ``on_lost``: the partitions may be someone else's now.
     """
     if not offsets:
         return True
@@ -90,6 +106,8 @@ async def commit_offsets(
             len(offsets),
             exc,
         )
+        if on_lost is not None:
+            on_lost(f"commit rejected: {exc}")
         return False
     except AIOKafkaError as exc:
         logger.error(
@@ -101,10 +119,74 @@ async def commit_offsets(
     return True
 
 
+async def still_a_member(consumer: AIOKafkaConsumer) -> bool:
+    """Whether the group coordinator still knows this member in its current generation.
+
+    Why aiokafka internals: aiokafka keeps the generation, the member id and the time
+    of the last successful heartbeat private, and a commit cannot serve as the probe
+    when nothing is committable. So this sends one heartbeat with aiokafka's own
+    generation and member id, which the coordinator answers authoritatively (the same
+    check it makes for an offset commit). Anything but "no error" (unknown member,
+    illegal generation, rebalance in progress, no answer) is not a confirmation;
+    aiokafka's own heartbeat then sees the same answer and rejoins.
+    """
+    coordinator: Any = consumer._coordinator  # noqa: SLF001
+    if coordinator is None or not coordinator.member_id or coordinator.generation < 0:
+        return False
+    request = HeartbeatRequest(coordinator.group_id, coordinator.generation, coordinator.member_id)
+    try:
+        response = await coordinator._send_req(request)  # noqa: SLF001
+    except AIOKafkaError:
+        return False
+    return bool(response.error_code == 0)
+
+
+class StallWatch:
+    """Notices that this event loop was frozen for longer than ``limit_s``.
+
+    A ticker task stamps a monotonic time every ``tick_s``; :meth:`check` (called by
+    the ticker and before a record starts, whichever runs first after a thaw) sees
+    the gap and calls ``on_stall`` once per stall. aiokafka's heartbeat runs on the
+    same loop, so a loop frozen for ``session_timeout - heartbeat_interval`` may have
+    missed the coordinator's deadline.
+    """
+
+    def __init__(self, limit_s: float, on_stall: LostCallback) -> None:
+        self.limit_s = limit_s
+        self._tick_s = min(0.5, limit_s / 4)
+        self._on_stall = on_stall
+        self._last = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._last = time.monotonic()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._tick(), name="stall-watch")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def check(self) -> None:
+        now = time.monotonic()
+        gap, self._last = now - self._last, now
+        if gap > self.limit_s:
+            self._on_stall(f"event loop frozen for {gap:.1f}s (limit {self.limit_s:.1f}s)")
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_s)
+            self.check()
+
+
 class GroupMember(AsyncResource, ABC):
     """The lifecycle and run loop of the module docstring; subclasses fill in the steps."""
 
-    def __init__(self, *, group_id: str, commit_interval_s: float) -> None:
+    def __init__(
+        self, *, group_id: str, commit_interval_s: float, stall_limit_s: float | None = None
+    ) -> None:
         self._group_id = group_id
         self._commit_interval_s = commit_interval_s
         self._consumer: AIOKafkaConsumer | None = None
@@ -112,6 +194,12 @@ class GroupMember(AsyncResource, ABC):
         self._run_finished = asyncio.Event()
         self._run_finished.set()
         self._last_commit = 0.0
+        self._stall = StallWatch(stall_limit_s, self._fence) if stall_limit_s else None
+        self._fencing = self._stall is not None
+        self.fenced = False
+        """Whether this member presumes it lost its partitions and starts no record."""
+        self.fences = 0
+        """Times this member fenced itself since start."""
         self.rebalances = 0
         """Revocations seen since start (each rebalance revokes, possibly nothing)."""
 
@@ -121,6 +209,8 @@ class GroupMember(AsyncResource, ABC):
         """Fetch, process and commit until :meth:`request_stop`; then finish and commit."""
         consumer = self._require_started()
         self._run_finished.clear()
+        if self._stall is not None:
+            self._stall.start()
         try:
             while not self._stop_requested.is_set():
                 self._raise_failure()
@@ -130,9 +220,12 @@ class GroupMember(AsyncResource, ABC):
                 await self._take(consumer, batch)
                 if self._commit_due():
                     await self._commit_due_work()
+                    await self._confirm_membership(consumer)
             self._raise_failure()
             await self._finish()
         finally:
+            if self._stall is not None:
+                await self._stall.stop()
             self._run_finished.set()
 
     def request_stop(self) -> None:
@@ -147,6 +240,40 @@ class GroupMember(AsyncResource, ABC):
         self.request_stop()
         await self._run_finished.wait()
         await self._close()
+
+    def may_start(self) -> bool:
+        """Whether a record may be started now: asked before each one is.
+
+        Checks for a stall first, so a record queued behind a handler that was
+        running when the loop froze is not started before the fence is up.
+        """
+        if self._stall is not None:
+            self._stall.check()
+        return not self.fenced
+
+    # ------------------------------------------------------------------ fencing
+
+    def _fence(self, reason: str) -> None:
+        if self.fenced or not self._fencing:
+            return
+        self.fenced = True
+        self.fences += 1
+        logger.warning(
+            "group %s: %s; presuming this member lost its partitions: no record is started "
+            "until the group confirms membership or rebalances",
+            self._group_id,
+            reason,
+        )
+        self._fenced_now()
+
+    async def _confirm_membership(self, consumer: AIOKafkaConsumer) -> None:
+        if not self.fenced or not await still_a_member(consumer):
+            return
+        if not self.fenced:  # a rebalance lifted the fence while the heartbeat was out
+            return
+        logger.warning("group %s: membership confirmed; fetching on", self._group_id)
+        self.fenced = False
+        await self._unfence(consumer)
 
     # ------------------------------------------------------------------ for subclasses
 
@@ -198,7 +325,16 @@ class GroupMember(AsyncResource, ABC):
         await self._revoke(revoked)
 
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        if self.fenced:  # a new generation: positions come from the committed offsets
+            logger.warning("group %s: rejoined the group; fetching on", self._group_id)
+            self.fenced = False
         await self._assign(assigned)
+
+    def _fenced_now(self) -> None:
+        """Fencing began: stop feeding every partition (only with ``stall_limit_s``)."""
+
+    async def _unfence(self, consumer: AIOKafkaConsumer) -> None:
+        """Membership confirmed while fenced: make dropped records be fetched again."""
 
     @abstractmethod
     async def _take(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, Any]) -> None:

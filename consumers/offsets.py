@@ -43,6 +43,10 @@ class OffsetTracker:
         """Taken records that are not yet part of the committable prefix."""
         return len(self._taken)
 
+    def first_pending(self) -> int | None:
+        """The lowest taken offset not done (fetch again from here), or ``None``."""
+        return self._taken[0] if self._taken else None
+
     def committable(self) -> int | None:
         """The offset to commit now, or ``None`` when nothing new is committable."""
         if self._next_commit is None or self._next_commit == self._last_committed:

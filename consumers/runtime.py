@@ -22,6 +22,14 @@ On revocation, records not yet started are dropped, in-flight ones get up to
 ``drain_timeout_s`` to finish, and the done prefix is committed before the
 partition is given up. ``stop()`` (and SIGTERM in the CLI) finishes every fetched
 record the same way, commits, then leaves the group.
+
+Fencing (:class:`GroupMember`): after an event-loop stall longer than
+``session_timeout_ms - heartbeat_interval_ms`` or a commit rejected for a stale
+generation, records not started are dropped on every partition, every partition is
+paused, and fetched records are not submitted. In-flight records finish. When the
+coordinator confirms the membership, the workers are closed (their done prefix
+committed) and each partition is sought back to its first record not done; after a
+rebalance the positions come from the committed offsets anyway.
 """
 
 from __future__ import annotations
@@ -70,7 +78,11 @@ class ConsumerService(GroupMember):
         **options: Unpack[ConsumerOptions],
     ) -> None:
         config = ConsumerConfig.with_overrides(config, options)
-        super().__init__(group_id=config.group_id, commit_interval_s=config.commit_interval_s)
+        super().__init__(
+            group_id=config.group_id,
+            commit_interval_s=config.commit_interval_s,
+            stall_limit_s=(config.session_timeout_ms - config.heartbeat_interval_ms) / 1000,
+        )
         self.config = config
         self._handlers = list(handlers)
         if bus is not None and self._handlers:
@@ -82,6 +94,7 @@ class ConsumerService(GroupMember):
         self._processor: RecordProcessor | None = None
         self._workers: dict[TopicPartition, PartitionWorker] = {}
         self._paused: set[TopicPartition] = set()
+        self._refetch: dict[TopicPartition, int] = {}
         self.commits = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -96,6 +109,7 @@ class ConsumerService(GroupMember):
             self._dead_letters = DeadLetterPublisher(
                 self.config,
                 self.config.dlq_topic,
+                sources=self.config.topics,
                 retry_backoff_max_s=self.config.retry_backoff_max_s,
             )
             await self._dead_letters.start()
@@ -141,12 +155,46 @@ class ConsumerService(GroupMember):
     # ------------------------------------------------------------------ the member's steps
 
     async def _take(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, Any]) -> None:
+        if not self.may_start():
+            for tp, records in batch.items():
+                if records:
+                    self._dropped(tp, records[0].offset)
+            return
         assignment = consumer.assignment()
         for tp, records in batch.items():
             if tp in assignment:
                 self._worker_for(tp).submit(records)
         self._raise_failure()
         self._apply_backpressure(consumer)
+
+    def _fenced_now(self) -> None:
+        for tp, worker in self._workers.items():
+            first = worker.fence()
+            if first is not None:
+                self._dropped(tp, first)
+        if self._consumer is not None:
+            self._consumer.pause(*self._consumer.assignment())
+
+    async def _unfence(self, consumer: AIOKafkaConsumer) -> None:
+        workers = list(self._workers.values())
+        await self._close_workers([w.tp for w in workers], finish_queued=False)
+        for worker in workers:
+            first = worker.tracker.first_pending()
+            if first is not None:
+                self._dropped(worker.tp, first)
+        if self.fenced:  # the commit of the done prefix was rejected meanwhile
+            return
+        refetch, self._refetch = self._refetch, {}
+        assignment = consumer.assignment()
+        for tp, offset in refetch.items():
+            if tp in assignment:
+                consumer.seek(tp, offset)
+        consumer.resume(*assignment)
+        self._paused.clear()
+
+    def _dropped(self, tp: TopicPartition, offset: int) -> None:
+        """Remember the lowest offset of ``tp`` dropped while fenced (to fetch it again)."""
+        self._refetch[tp] = min(offset, self._refetch.get(tp, offset))
 
     async def _commit_due_work(self) -> None:
         await self._commit(self._workers.values())
@@ -161,6 +209,7 @@ class ConsumerService(GroupMember):
 
     async def _assign(self, assigned: set[TopicPartition]) -> None:
         self._paused.intersection_update(assigned)
+        self._refetch.clear()  # a new generation starts from the committed offsets
         logger.info(
             "group %s: assigned %s",
             self.config.group_id,
@@ -182,7 +231,11 @@ class ConsumerService(GroupMember):
         if worker is None:
             assert self._processor is not None
             worker = self._workers[tp] = PartitionWorker(
-                tp, self._processor, self.config.ordering, self.config.max_concurrent_keys
+                tp,
+                self._processor,
+                self.config.ordering,
+                self.config.max_concurrent_keys,
+                may_start=self.may_start,
             )
         return worker
 
@@ -205,7 +258,9 @@ class ConsumerService(GroupMember):
                 offsets[worker.tp] = offset
         if not offsets or self._consumer is None:
             return
-        if not await commit_offsets(self._consumer, offsets, group_id=self.config.group_id):
+        if not await commit_offsets(
+            self._consumer, offsets, group_id=self.config.group_id, on_lost=self._fence
+        ):
             return
         self.commits += 1
         for tp, offset in offsets.items():

@@ -4,6 +4,10 @@ Both orderings are one algorithm: records are grouped into *chains* by an
 ordering key and each chain runs its records one after another. Per-partition
 ordering has one chain (every record has the same ordering key); per-key ordering
 has one chain per record key (session), up to ``max_concurrent_keys`` at once.
+
+Before each record starts, the worker asks ``may_start`` (the member's fence): a
+member that presumes it lost its partitions starts nothing more, and the record
+it would have started is dropped like a revocation drops it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import TypeAlias
 
 from aiokafka.structs import ConsumerRecord, TopicPartition
@@ -35,11 +40,13 @@ class PartitionWorker:
         processor: RecordProcessor,
         ordering: Ordering,
         max_concurrent_keys: int,
+        may_start: Callable[[], bool] = lambda: True,
     ) -> None:
         self.tp = tp
         self.tracker = OffsetTracker()
         self.failure: BaseException | None = None
         self._processor = processor
+        self._may_start = may_start
         self._by_key = ordering == "key"
         self._slots = asyncio.Semaphore(max_concurrent_keys if self._by_key else 1)
         self._incoming: deque[Record] = deque()
@@ -94,6 +101,18 @@ class PartitionWorker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    def fence(self) -> int | None:
+        """Drop every record not started (as a revocation does); in-flight ones go on.
+
+        Returns the lowest dropped offset the tracker does not know (records not yet
+        taken into a chain), so the member can fetch them again if it turns out to
+        still own the partition; dropped chain records stay the tracker's
+        :meth:`~OffsetTracker.first_pending`.
+        """
+        first = self._incoming[0].offset if self._incoming else None
+        self._drop_not_started()
+        return first
+
     def _drop_not_started(self) -> None:
         dropped = len(self._incoming)
         self._incoming.clear()
@@ -101,6 +120,9 @@ class PartitionWorker:
             while len(chain) > 1:  # chain[0] is in flight
                 chain.pop()
                 dropped += 1
+        self._forget(dropped)
+
+    def _forget(self, dropped: int) -> None:
         self._pending -= dropped
         if self._pending == 0:
             self._idle.set()
@@ -132,6 +154,10 @@ class PartitionWorker:
         try:
             while chain:
                 record = chain[0]
+                if not self._may_start():  # fenced: this record was not started either
+                    self._forget(len(chain))
+                    chain.clear()
+                    break
                 await self._processor.process(record)
                 chain.popleft()
                 self.tracker.finish(record.offset)

@@ -1,9 +1,13 @@
 """A consumer-group member as a real process, for kill/rebalance/scale tests.
 
-Usage: python consumer_process.py BOOTSTRAP TOPIC GROUP ORDERING OUT_FILE [HANDLER_DELAY_S]
+Usage: python consumer_process.py BOOTSTRAP TOPIC GROUP ORDERING OUT_FILE [HANDLER_DELAY_S] [--trace]
 
 Every handled event is appended to OUT_FILE as one JSON line (session, sequence, pid),
 flushed before the handler returns, so the file is the oracle of what was handled.
+With ``--trace`` every line also says its phase and wall-clock time, and a ``start``
+line is written as the handler begins (before its delay), so a test can tell which
+process *started* a record when (the stall test needs that); lines without a phase
+are ``done`` lines.
 SIGTERM asks the service to drain, commit and exit 0.
 """
 
@@ -14,6 +18,7 @@ import json
 import os
 import signal
 import sys
+import time
 from typing import TextIO
 
 from agent_events.agent_runtime.events import SystemEvent
@@ -23,13 +28,21 @@ from agent_events.consumers import ConsumerService
 async def main(out: TextIO) -> None:
     bootstrap, topic, group, ordering = sys.argv[1:5]
     delay = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
+    trace = "--trace" in sys.argv[7:]
 
-    async def record(event: SystemEvent) -> None:
-        if delay:
-            await asyncio.sleep(delay)
+    def write(event: SystemEvent, phase: str) -> None:
         line = {"session": event.session_id, "seq": event.metadata["seq"], "pid": os.getpid()}
+        if trace:
+            line |= {"phase": phase, "t": time.time()}
         out.write(json.dumps(line) + "\n")
         out.flush()
+
+    async def record(event: SystemEvent) -> None:
+        if trace:
+            write(event, "start")
+        if delay:
+            await asyncio.sleep(delay)
+        write(event, "done")
 
     service = ConsumerService(
         bootstrap_servers=bootstrap,

@@ -23,6 +23,7 @@ from kafka_support import produce
 from agent_events.agent_runtime.event_bus import EventType, SystemEvent
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
 from agent_events.producers import partition_for_key
+from tests.conftest import FaultLedger
 
 pytestmark = [
     pytest.mark.broker_kinds("kafka"),  # Tansu takes 5-8 s per rebalance; these tests do many
@@ -179,8 +180,13 @@ async def test_sigterm_drains_commits_and_exits_zero(
     assert set(everything) == {(str(e.session_id), int(e.metadata["seq"])) for e in events}  # type: ignore[arg-type]
 
 
+@pytest.mark.faults
 async def test_sigkill_loses_nothing_and_duplicates_only_uncommitted_work(
-    broker: RunningBroker, new_topic: NewTopic, tmp_path: Path, members: list[Member]
+    broker: RunningBroker,
+    new_topic: NewTopic,
+    tmp_path: Path,
+    members: list[Member],
+    fault_ledger: FaultLedger,
 ) -> None:
     topic = await new_topic(partitions=4)
     group = f"{topic}-g"
@@ -206,9 +212,17 @@ async def test_sigkill_loses_nothing_and_duplicates_only_uncommitted_work(
     )
     assert await replacement.stop(signal.SIGTERM) == 0
     everything = handled_by_victim + replacement.handled()
+    duplicates = [k for k, n in Counter(everything).items() if n > 1]
+    fault_ledger(
+        "consumer service: member SIGKILLed mid-batch, a new member takes over",
+        sent=len(events),
+        acknowledged=len(acked),
+        consumed=len(set(everything)),
+        lost=len(acked - set(everything)),
+        duplicated=len(duplicates),
+    )
     assert acked - set(everything) == set()
     where = await offsets_of(broker.bootstrap_servers, topic, len(events))
-    duplicates = [k for k, n in Counter(everything).items() if n > 1]
     for key in duplicates:
         partition, offset = where[key]
         assert offset >= committed_at_kill[partition], f"{key} was committed yet handled twice"

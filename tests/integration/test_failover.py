@@ -16,8 +16,9 @@ from agent_events.agent_runtime.event_bus import EventType, SystemEvent
 from agent_events.broker import KafkaCluster, create_topic
 from agent_events.producers import KafkaEventProducer
 from agent_events.schemas.codec import decode_event
+from tests.conftest import FaultLedger
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 
 async def read_event_ids(bootstrap: str, topic: str, expected: int) -> list[str]:
@@ -38,7 +39,7 @@ async def read_event_ids(bootstrap: str, topic: str, expected: int) -> list[str]
 
 
 async def test_no_acknowledged_event_is_lost_when_the_leader_then_the_controller_die(
-    kafka_cluster: KafkaCluster, topic_name: str
+    kafka_cluster: KafkaCluster, topic_name: str, fault_ledger: FaultLedger
 ) -> None:
     bootstrap = kafka_cluster.bootstrap_servers
     await create_topic(bootstrap, topic_name, partitions=6, replication_factor=3)
@@ -91,8 +92,13 @@ async def test_no_acknowledged_event_is_lost_when_the_leader_then_the_controller
     ids = await read_event_ids(kafka_cluster.bootstrap_servers, topic_name, len(acked))
     lost = set(acked) - set(ids)
     duplicates = sum(n - 1 for n in Counter(ids).values() if n > 1)
-    print(
-        f"failover: {len(acked)} acknowledged, {failed} failed, {len(lost)} lost, {duplicates} duplicates"
+    fault_ledger(
+        "producer: partition leader, then controller SIGKILLed (3 nodes)",
+        sent=sent,
+        acknowledged=len(acked),
+        consumed=len(ids),
+        lost=len(lost),
+        duplicated=duplicates,
     )
     assert lost == set()
     assert duplicates == 0, "the idempotent producer must not write a record twice"

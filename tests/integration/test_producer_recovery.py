@@ -22,10 +22,11 @@ from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEven
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
 from agent_events.producers import KafkaEventProducer
 from agent_events.schemas.codec import decode_event
+from tests.conftest import FaultLedger
 from tests.integration.test_producer import read_all
 
 # Tansu checks neither record timestamps nor max.message.bytes.
-pytestmark = pytest.mark.broker_kinds("kafka")
+pytestmark = [pytest.mark.broker_kinds("kafka"), pytest.mark.faults]
 
 AFTER = 100
 
@@ -56,7 +57,7 @@ async def stored_seqs(broker: RunningBroker, topic: str, expected: int) -> list[
 
 
 async def test_after_a_refused_timestamp_the_partition_takes_every_later_send(
-    broker: RunningBroker, new_topic: NewTopic
+    broker: RunningBroker, new_topic: NewTopic, fault_ledger: FaultLedger
 ) -> None:
     topic = await new_topic(partitions=1, configs={"message.timestamp.after.max.ms": "60000"})
     ahead = event(-1, timestamp=datetime.now(UTC) + timedelta(minutes=10))
@@ -67,9 +68,18 @@ async def test_after_a_refused_timestamp_the_partition_takes_every_later_send(
         with pytest.raises(ProduceError, match="INVALID_TIMESTAMP"):
             await producer.send_and_wait(ahead)
         offsets = await send_after(producer, 1)
+    stored = await stored_seqs(broker, topic, AFTER + 1)
+    fault_ledger(
+        "producer: broker refuses one record (INVALID_TIMESTAMP), 100 sends follow",
+        sent=AFTER + 2,
+        acknowledged=producer.stats.acknowledged,
+        consumed=len(stored),
+        lost=producer.stats.acknowledged - len(stored),
+        duplicated=len(stored) - len(set(stored)),
+    )
     assert offsets == list(range(1, AFTER + 1))
     assert producer.stats.failed == 1
-    assert await stored_seqs(broker, topic, AFTER + 1) == list(range(AFTER + 1))
+    assert stored == list(range(AFTER + 1))
 
 
 async def test_after_a_record_over_the_topic_limit_the_partition_takes_every_later_send(

@@ -21,6 +21,7 @@ from kafka_support import produce
 from window_helpers import as_windows, read_aggregates, stream, tumbling_oracle
 
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
+from tests.conftest import FaultLedger
 
 pytestmark = [pytest.mark.needs("transactions"), pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -66,8 +67,13 @@ def members() -> Iterator[list[Member]]:
         member.kill()
 
 
+@pytest.mark.faults
 async def test_a_member_killed_mid_window_and_restarted_emits_what_an_uninterrupted_run_emits(
-    broker: RunningBroker, new_topic: NewTopic, tmp_path: Path, members: list[Member]
+    broker: RunningBroker,
+    new_topic: NewTopic,
+    tmp_path: Path,
+    members: list[Member],
+    fault_ledger: FaultLedger,
 ) -> None:
     bootstrap = broker.bootstrap_servers
     topic = await new_topic(partitions=3)
@@ -97,7 +103,16 @@ async def test_a_member_killed_mid_window_and_restarted_emits_what_an_uninterrup
         read_aggregates(bootstrap, f"{topic}.steady", until=complete, deadline_s=120, settle_s=2),
     )
     assert await successor.stop() == 0
-    assert as_windows(recovered) == as_windows(uninterrupted) == expected
+    windows = as_windows(recovered)
+    fault_ledger(
+        "windows (counted in windows): member SIGKILLed inside a transaction",
+        sent=len(expected),
+        acknowledged=len(expected),
+        consumed=len(recovered),
+        lost=sum(1 for w, v in expected.items() if windows.get(w) != v),
+        duplicated=len(recovered) - len(windows),
+    )
+    assert windows == as_windows(uninterrupted) == expected
 
 
 async def test_a_rebalance_from_one_to_three_members_loses_and_duplicates_nothing(
