@@ -39,8 +39,19 @@ class SessionKeyPartitioner:
     ) -> int:
         if key is None:
             return random.choice(available or all_partitions)
+        return all_partitions[self._positive(key) % len(all_partitions)]
+
+    def partition(self, key: bytes, num_partitions: int) -> int:
+        """The partition of ``key`` among partitions ``0 .. num_partitions - 1``.
+
+        For callers that know the partition count: it spares aiokafka's per-record
+        look at which partitions have a leader, which the Java rule never uses.
+        """
+        return self._positive(key) % num_partitions
+
+    def _positive(self, key: bytes) -> int:
         positive = self._cache.get(key)
         if positive is None:
             positive = int(murmur2(key)) & 0x7FFFFFFF
             self._cache.put(key, positive)
-        return all_partitions[positive % len(all_partitions)]
+        return positive

@@ -44,7 +44,7 @@ from agent_events.agent_runtime.errors import (
 from agent_events.agent_runtime.event_bus import EventBus, type_label
 from agent_events.agent_runtime.events import EventType, EventTypeLike, SystemEvent
 from agent_events.agent_runtime.resource import AsyncResource
-from agent_events.producers._tracing import SendTarget, send_span
+from agent_events.producers._tracing import SendTarget, SendTracer
 from agent_events.producers.config import ProducerConfig, ProducerOptions
 from agent_events.producers.connect import start_with_backoff
 from agent_events.producers.headers import (
@@ -133,10 +133,11 @@ class KafkaEventProducer(AsyncResource):
         self._codec = codec or EventCodec()
         self._on_delivery_error = on_delivery_error
         self._sequencer = SessionSequencer(config.sequence_cache_size)
+        self._partitioner = SessionKeyPartitioner()
         self._producer: AIOKafkaProducer | None = None
         self._attachments: list[tuple[EventBus, str]] = []
         self._client_id = config.client_id or f"agent-events-producer-{self.producer_id[:12]}"
-        self._trace_target = SendTarget.of(config.bootstrap_servers, self._client_id)
+        self._tracer = SendTracer(SendTarget.of(config.bootstrap_servers, self._client_id))
         self._idempotent = config.enable_idempotence
         self._backend = backend_for(config)
         self._type_headers: dict[EventTypeLike, bytes] = {}
@@ -186,7 +187,7 @@ class KafkaEventProducer(AsyncResource):
         kwargs = self.config.producer_kwargs()
         kwargs["enable_idempotence"] = idempotent
         kwargs.setdefault("client_id", self._client_id)
-        client = AIOKafkaProducer(partitioner=SessionKeyPartitioner(), **kwargs)
+        client = AIOKafkaProducer(partitioner=self._partitioner, **kwargs)
         try:
             await start_with_backoff(
                 client.start,
@@ -231,14 +232,22 @@ class KafkaEventProducer(AsyncResource):
         producer = self._require_started()
         value = self._codec.encode(event)
         key = event.partition_key
+        key_bytes = key.encode()
         headers = self._headers(event, key)
         timestamp_ms = int(event.timestamp.timestamp() * 1000)
         topic = topic or self.config.topic
-        traced = send_span(self._trace_target, topic, key, event.event_id, headers)
+        known = producer.client.cluster.partitions_for_topic(topic)
+        partition = self._partitioner.partition(key_bytes, len(known)) if known else None
+        traced = self._tracer.span(topic, key, event.event_id, headers)
         try:
             with traced:
                 future = await producer.send(
-                    topic, value=value, key=key.encode(), timestamp_ms=timestamp_ms, headers=headers
+                    topic,
+                    value=value,
+                    key=key_bytes,
+                    partition=partition,
+                    timestamp_ms=timestamp_ms,
+                    headers=headers,
                 )
         except MessageSizeTooLargeError as exc:
             error: ProduceError = RecordTooLarge(
