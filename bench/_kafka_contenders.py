@@ -4,13 +4,19 @@ Each producer sends the same Avro-encoded events with the same keys (the session
 id) to its own topic with the same delivery settings (``acks=all``, idempotent,
 the same linger and batch size) and waits until every record is acknowledged.
 Each consumer reads the same records from the earliest offset, decodes every
-value with the Avro codec, and commits what it handled.
+value with the Avro codec, awaits a no-op handler and commits what it handled.
+
+Every baseline is the best a user would write by hand: raw aiokafka's producer
+groups records per partition into ``send_batch`` and sends the same headers ours
+does (event type, content type, producer id, per-session sequence); its consumer
+is a ``getmany`` loop with the library's default fetch sizes (no record cap).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,8 +25,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from agent_events.agent_runtime.event_bus import SystemEvent
 from agent_events.consumers import ConsumerService
 from agent_events.producers import KafkaEventProducer, partition_for_key
+from agent_events.producers.headers import (
+    CONTENT_TYPE_HEADER,
+    EVENT_TYPE_HEADER,
+    PRODUCER_ID_HEADER,
+    SEQUENCE_HEADER,
+)
 from agent_events.producers.partitioner import SessionKeyPartitioner
-from agent_events.schemas.codec import decode_event, encode_event
+from agent_events.schemas.codec import CONTENT_TYPE, decode_event, encode_event
 
 __all__ = ["CONSUMERS", "PRODUCERS", "Ticker"]
 
@@ -94,9 +106,30 @@ async def produce_raw_send(bootstrap: str, topic: str, events: list[SystemEvent]
         await producer.stop()
 
 
+def _same_headers() -> Callable[[SystemEvent], list[tuple[str, bytes]]]:
+    """The headers every agent-events record carries, built as a hand-written producer would."""
+    static = [
+        (CONTENT_TYPE_HEADER, CONTENT_TYPE.encode()),
+        (PRODUCER_ID_HEADER, uuid.uuid4().hex.encode()),
+    ]
+    sequences: dict[str, int] = {}
+
+    def headers(event: SystemEvent) -> list[tuple[str, bytes]]:
+        key = event.partition_key
+        sequence = sequences[key] = sequences.get(key, 0) + 1
+        return [
+            (EVENT_TYPE_HEADER, event.event_type.value.encode()),
+            *static,
+            (SEQUENCE_HEADER, str(sequence).encode()),
+        ]
+
+    return headers
+
+
 async def produce_raw_batches(bootstrap: str, topic: str, events: list[SystemEvent]) -> None:
     """aiokafka's fastest path: records grouped per partition into ``send_batch``."""
     producer = _raw_producer(bootstrap)
+    headers_of = _same_headers()
     await producer.start()
     try:
         partitions = sorted(await producer.partitions_for(topic))
@@ -109,10 +142,12 @@ async def produce_raw_batches(bootstrap: str, topic: str, events: list[SystemEve
             if batch is None:
                 batch = batches[partition] = producer.create_batch()
             value = encode_event(event)
-            if batch.append(key=key, value=value, timestamp=None) is None:
+            headers = headers_of(event)
+            timestamp = int(event.timestamp.timestamp() * 1000)
+            if batch.append(key=key, value=value, timestamp=timestamp, headers=headers) is None:
                 pending.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = batches[partition] = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
+                batch.append(key=key, value=value, timestamp=timestamp, headers=headers)
         for partition, batch in batches.items():
             pending.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*pending)
@@ -210,8 +245,11 @@ async def consume_raw_aiokafka(bootstrap: str, topic: str, group: str, ticker: T
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        max_poll_records=500,
     )
+
+    async def noop(event: SystemEvent) -> None:
+        ticker.tick()
+
     await consumer.start()
     try:
         async with asyncio.timeout(DEADLINE_S):
@@ -220,8 +258,7 @@ async def consume_raw_aiokafka(bootstrap: str, topic: str, group: str, ticker: T
                 offsets = {}
                 for tp, records in batch.items():
                     for record in records:
-                        decode_event(record.value)
-                        ticker.tick()
+                        await noop(decode_event(record.value))
                     offsets[tp] = records[-1].offset + 1
                 if offsets:
                     await consumer.commit(offsets)

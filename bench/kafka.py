@@ -4,6 +4,10 @@
     python -m bench.kafka --quick              # seconds: a smoke run, figures meaningless
     python -m bench.kafka --bootstrap-servers 127.0.0.1:9092 --json out.json
 
+Contenders run in interleaved rounds (round 1: every contender once, then round 2 ...),
+and each ratio is taken per round against the baseline of the same round, reported as
+median (min-max) with the machine's load average and the versions that ran.
+
 Scenarios, each repeated (``--repeats``) and reported as min / median / max:
 
 1. producer events/s: the same Avro events and keys, ``acks=all`` idempotent, until
@@ -21,8 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib.metadata
 import json
 import logging
+import os
+import platform
 import statistics
 import sys
 import time
@@ -78,8 +86,24 @@ class Spread:
         return f"{self.median:,.0f}{unit} ({min(self.values):,.0f}-{max(self.values):,.0f})"
 
 
+def round_ratios(contender: Spread, baseline: Spread) -> Spread:
+    """``contender / baseline`` round by round (values are in round order)."""
+    return Spread([c / b for c, b in zip(contender.values, baseline.values, strict=False) if b])
+
+
+def versions() -> dict[str, str]:
+    """Python and the client libraries this run used (absent ones left out)."""
+    found = {"python": platform.python_version()}
+    for package in ("agent-events", "aiokafka", "confluent-kafka", "faststream", "fastavro"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[package] = importlib.metadata.version(package)
+    return found
+
+
 @dataclass
 class Results:
+    load_average: dict[str, list[float]] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=versions)
     producer: dict[str, Spread] = field(default_factory=dict)
     consumer: dict[str, Spread] = field(default_factory=dict)
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -325,6 +349,7 @@ async def bench_ordering(
 
 async def run_benchmark(bootstrap: str | None, s: Settings, say: Callable[[str], None]) -> Results:
     results = Results()
+    results.load_average["start"] = list(os.getloadavg())
     async with AsyncExitStack() as stack:
         if bootstrap is None:
             cluster = await stack.enter_async_context(KafkaCluster.single())
@@ -334,33 +359,29 @@ async def run_benchmark(bootstrap: str | None, s: Settings, say: Callable[[str],
         await bench_consumers(bootstrap, s, results, say)
         await bench_latency(bootstrap, s, results, say)
         await bench_ordering(bootstrap, s, results, say)
+    results.load_average["end"] = list(os.getloadavg())
     return results
 
 
 def report(results: Results) -> str:
-    lines = []
-    raw_best = max(
-        (
-            results.producer[k].median
-            for k in ("raw aiokafka send()", "raw aiokafka send_batch()")
-            if k in results.producer
-        ),
-        default=0.0,
+    load = results.load_average
+    lines = [
+        "versions: " + ", ".join(f"{k} {v}" for k, v in results.versions.items()),
+        "load average (1/5/15 min) at start "
+        + "/".join(f"{x:.2f}" for x in load.get("start", []))
+        + ", at end "
+        + "/".join(f"{x:.2f}" for x in load.get("end", [])),
+        "",
+    ]
+    lines += _ratio_table(
+        "producer", results.producer, ("raw aiokafka send_batch()", "confluent-kafka")
     )
-    lines.append("| producer | events/s median (min-max) | vs raw aiokafka best |")
-    lines.append("|---|---:|---:|")
-    for name, spread in results.producer.items():
-        ratio = spread.median / raw_best if raw_best else 0.0
-        lines.append(f"| {name} | {spread.text()} | {ratio:.2f}x |")
-    raw_loop = results.consumer.get("raw aiokafka loop")
     lines.append("")
-    lines.append(
-        "| consumer (decode + commit) | events/s median (min-max) | vs raw aiokafka loop |"
+    lines += _ratio_table(
+        "consumer (decode, no-op handler, commit)",
+        results.consumer,
+        ("raw aiokafka loop", "confluent-kafka"),
     )
-    lines.append("|---|---:|---:|")
-    for name, spread in results.consumer.items():
-        ratio = spread.median / raw_loop.median if raw_loop and raw_loop.median else 0.0
-        lines.append(f"| {name} | {spread.text()} | {ratio:.2f}x |")
     lines.append("")
     lines.append("| end to end | p50 ms | p99 ms | samples |")
     lines.append("|---|---:|---:|---:|")
@@ -376,6 +397,23 @@ def report(results: Results) -> str:
     for what, error in results.errors.items():
         lines.append(f"\n{what} FAILED: {error}")
     return "\n".join(lines)
+
+
+def _ratio_table(title: str, spreads: dict[str, Spread], baselines: tuple[str, ...]) -> list[str]:
+    """Events/s per contender, and its per-round ratio to each baseline present."""
+    present = [b for b in baselines if b in spreads]
+    header = f"| {title} | events/s median (min-max) | " + " | ".join(
+        f"per round vs {b}" for b in present
+    )
+    lines = [header + " |", "|---|---:|" + "---:|" * len(present)]
+    for name, spread in spreads.items():
+        ratios = [round_ratios(spread, spreads[b]) for b in present]
+        cells = " | ".join(
+            f"{r.median:.2f}x ({min(r.values):.2f}-{max(r.values):.2f})" if r.values else "n/a"
+            for r in ratios
+        )
+        lines.append(f"| {name} | {spread.text()} | {cells} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
