@@ -33,6 +33,7 @@ from typing import Any, Unpack
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import BrokerResponseError, KafkaConnectionError, MessageSizeTooLargeError
 from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.structs import TopicPartition
 
 from agent_events.agent_runtime.errors import (
     AgentEventsError,
@@ -44,6 +45,7 @@ from agent_events.agent_runtime.errors import (
 from agent_events.agent_runtime.event_bus import EventBus, type_label
 from agent_events.agent_runtime.events import EventType, EventTypeLike, SystemEvent
 from agent_events.agent_runtime.resource import AsyncResource
+from agent_events.producers._batches import PartitionBatches, Pending
 from agent_events.producers._tracing import SendTarget, SendTracer
 from agent_events.producers.config import ProducerConfig, ProducerOptions
 from agent_events.producers.connect import start_with_backoff
@@ -69,6 +71,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_RECORD_OVERHEAD = 128
+"""Batch header and record lengths around key and value, rounded up (headers are small)."""
 
 DeliveryErrorCallback = Callable[[SystemEvent, BaseException], None]
 
@@ -135,6 +140,7 @@ class KafkaEventProducer(AsyncResource):
         self._sequencer = SessionSequencer(config.sequence_cache_size)
         self._partitioner = SessionKeyPartitioner()
         self._producer: AIOKafkaProducer | None = None
+        self._batches: PartitionBatches | None = None
         self._attachments: list[tuple[EventBus, str]] = []
         self._client_id = config.client_id or f"agent-events-producer-{self.producer_id[:12]}"
         self._tracer = SendTracer(SendTarget.of(config.bootstrap_servers, self._client_id))
@@ -182,6 +188,13 @@ class KafkaEventProducer(AsyncResource):
             )
             self._idempotent = False
             self._producer = await self._start_client(False)
+        self._batches = PartitionBatches(
+            self._producer,
+            linger_s=self.config.linger_ms / 1000,
+            on_acknowledged=self._acknowledged,
+            on_failure=self._failed,
+            on_refused=self._refused,
+        )
 
     async def _start_client(self, idempotent: bool) -> AIOKafkaProducer:
         kwargs = self.config.producer_kwargs()
@@ -214,9 +227,11 @@ class KafkaEventProducer(AsyncResource):
             await self.detach()
         finally:
             producer, self._producer = self._producer, None
+            batches, self._batches = self._batches, None
             if producer is not None:
                 try:
-                    await producer.flush()
+                    if batches is not None:
+                        await batches.flush()
                 finally:
                     await producer.stop()
 
@@ -225,44 +240,48 @@ class KafkaEventProducer(AsyncResource):
     async def send(self, event: SystemEvent, *, topic: str | None = None) -> asyncio.Future[Any]:
         """Queue ``event`` for sending; returns the broker acknowledgement future.
 
-        Waits only while aiokafka's buffer for the partition is full or the topic's
-        metadata is unknown. Raises :class:`EncodeError` for an event that does not
-        fit the schema and :class:`RecordTooLarge` for one over ``max_request_size``.
+        The record joins its partition's open batch (:mod:`producers._batches`); this
+        waits only while a full batch is handed to aiokafka (one batch per partition
+        waits there) or while the topic's metadata is unknown. Raises
+        :class:`EncodeError` for an event that does not fit the schema and
+        :class:`RecordTooLarge` for one over ``max_request_size``.
         """
-        producer = self._require_started()
+        producer, batches = self._require_started(), self._batches
+        assert batches is not None
         value = self._codec.encode(event)
         key = event.partition_key
         key_bytes = key.encode()
         headers = self._headers(event, key)
-        timestamp_ms = int(event.timestamp.timestamp() * 1000)
-        topic = topic or self.config.topic
-        known = producer.client.cluster.partitions_for_topic(topic)
-        partition = self._partitioner.partition(key_bytes, len(known)) if known else None
-        traced = self._tracer.span(topic, key, event.event_id, headers)
-        try:
-            with traced:
-                future = await producer.send(
-                    topic,
-                    value=value,
-                    key=key_bytes,
-                    partition=partition,
-                    timestamp_ms=timestamp_ms,
-                    headers=headers,
-                )
-        except MessageSizeTooLargeError as exc:
+        if len(value) + len(key_bytes) + _RECORD_OVERHEAD > self.config.max_request_size:
             error: ProduceError = RecordTooLarge(
                 f"event {event.event_id} is {len(value)} bytes encoded, over max_request_size "
                 f"{self.config.max_request_size}; shrink its metadata or raise the limit"
             )
             self.stats.record_failure(error)
-            raise error from exc
+            raise error
+        timestamp_ms = int(event.timestamp.timestamp() * 1000)
+        topic = topic or self.config.topic
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        try:
+            partitions = producer.client.cluster.partitions_for_topic(
+                topic
+            ) or await producer.partitions_for(topic)
+            tp = TopicPartition(topic, self._partitioner.partition(key_bytes, len(partitions)))
+            with self._tracer.span(topic, key, event.event_id, headers):
+                await batches.add(
+                    tp,
+                    key_bytes,
+                    value,
+                    timestamp_ms,
+                    headers,
+                    Pending(event, timestamp_ms, future),
+                )
         except AIOKafkaError as exc:
             error = ProduceError(f"event {event.event_id} could not be queued: {exc}")
             self.stats.record_failure(error)
             raise error from exc
         self.stats.sent += 1
-        future.add_done_callback(lambda f: self._on_delivered(event, f))
-        return future  # type: ignore[no-any-return]
+        return future
 
     async def send_and_wait(
         self, event: SystemEvent, *, topic: str | None = None
@@ -279,7 +298,9 @@ class KafkaEventProducer(AsyncResource):
 
     async def flush(self) -> None:
         """Wait until every record sent so far is acknowledged or has failed."""
-        await self._require_started().flush()
+        self._require_started()
+        assert self._batches is not None
+        await self._batches.flush()
 
     async def attach(self, bus: EventBus, event_type: EventTypeLike = EventType.ANY) -> str:
         """Stream every event published on ``bus`` to Kafka; returns the subscription id.
@@ -332,22 +353,21 @@ class KafkaEventProducer(AsyncResource):
             (SEQUENCE_HEADER, str(self._sequencer.next(key)).encode()),
         ]
 
-    def _on_delivered(self, event: SystemEvent, future: asyncio.Future[Any]) -> None:
-        if future.cancelled():
-            error: BaseException = ProduceError(f"send of event {event.event_id} was cancelled")
-        else:
-            exc = future.exception()
-            if exc is None:
-                _IN_PROCESS.acknowledged += 1
-                self.stats.acknowledged += 1
-                return
-            error = _produce_error(event, exc)
-            if self._backend.recover_from_refusal(self._producer, exc):
-                logger.warning(
-                    "the broker refused a record (%s): reset the producer's idempotence state "
-                    "so later sends to the partition go on",
-                    type(exc).__name__,
-                )
+    def _acknowledged(self, count: int) -> None:
+        _IN_PROCESS.acknowledged += count
+        self.stats.acknowledged += count
+
+    def _refused(self, exc: BaseException) -> None:
+        """A batch failed: let the client send the partition's next batches (once per batch)."""
+        if self._backend.recover_from_refusal(self._producer, exc):
+            logger.warning(
+                "the broker refused a record (%s): reset the producer's idempotence state "
+                "so later sends to the partition go on",
+                type(exc).__name__,
+            )
+
+    def _failed(self, event: SystemEvent, exc: BaseException) -> None:
+        error = _produce_error(event, exc)
         self.stats.record_failure(error)
         logger.error("%s", error)
         if self._on_delivery_error is not None:
