@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,7 +26,13 @@ from agent_events.consumers.capabilities import (
 from agent_events.producers.config import KafkaConnectionConfig
 from agent_events.transport import backend_for, start_client
 
-__all__ = ["log_end_offsets", "scan_topic", "standalone_consumer", "topic_partitions"]
+__all__ = [
+    "log_end_offsets",
+    "scan_in_time_order",
+    "scan_topic",
+    "standalone_consumer",
+    "topic_partitions",
+]
 
 
 @asynccontextmanager
@@ -152,6 +159,57 @@ async def scan_topic(
             if await consumer.position(tp) >= end[tp]:
                 remaining.discard(tp)
                 consumer.pause(tp)
+
+
+async def scan_in_time_order(
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    start: dict[TopicPartition, int] | None = None,
+    stop: dict[TopicPartition, int] | None = None,
+    *,
+    read_ahead: int = 500,
+) -> AsyncIterator[Any]:
+    """:func:`scan_topic` with partitions merged oldest first, the same way on every run.
+
+    The next record is the smallest ``(timestamp, partition, offset)`` among the next
+    record of every partition not yet finished, so the order depends on the data, not
+    on which fetch answered first; each partition stays in offset order. At most
+    ``read_ahead`` records per partition wait in memory (a full partition is paused).
+    """
+    end = stop if stop is not None else await log_end_offsets(consumer, tps)
+    fetching = await _seek_to_start(consumer, tps, start or {}, end)
+    waiting: dict[TopicPartition, deque[Any]] = {tp: deque() for tp in fetching}
+    while waiting:
+        while any(not waiting[tp] for tp in fetching):
+            await _fetch_ahead(consumer, fetching, waiting, end, read_ahead)
+        for tp in [tp for tp, queue in waiting.items() if not queue]:
+            del waiting[tp]  # finished: nothing waits and nothing is to come
+        if not waiting:
+            return
+        tp = min(waiting, key=lambda t: (waiting[t][0].timestamp, t.partition))
+        yield waiting[tp].popleft()
+        if tp in fetching and len(waiting[tp]) < read_ahead:
+            consumer.resume(tp)
+
+
+async def _fetch_ahead(
+    consumer: AIOKafkaConsumer,
+    fetching: set[TopicPartition],
+    waiting: dict[TopicPartition, deque[Any]],
+    end: dict[TopicPartition, int],
+    read_ahead: int,
+) -> None:
+    """One fetch for :func:`scan_in_time_order`; finished or full partitions are paused."""
+    batch = await consumer.getmany(*fetching, timeout_ms=500)
+    for tp, records in batch.items():
+        if tp in fetching:
+            waiting[tp].extend(r for r in records if r.offset < end[tp])
+    for tp in list(fetching):
+        if await consumer.position(tp) >= end[tp]:
+            fetching.discard(tp)
+            consumer.pause(tp)
+        elif len(waiting[tp]) >= read_ahead:
+            consumer.pause(tp)
 
 
 async def _seek_to_start(

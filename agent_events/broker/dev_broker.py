@@ -7,6 +7,10 @@ folder (default ``~/.local/share/agent-events/broker``)::
     <data-dir>/kafka/node-1/     Apache Kafka's config, data and logs (formatted once)
     <data-dir>/tansu/tansu.log   Tansu's output (Tansu keeps data in memory only)
 
+``start`` also records the data folder in ``<cache-dir>/brokers.json`` (the cache dir is
+``$AGENT_EVENTS_CACHE_DIR`` or ``~/.cache/agent-events``), so ``status`` and ``stop`` without
+``--data-dir`` find the broker last started, wherever its data is (see :func:`last_started`).
+
 Guarantees: ``start`` returns only once the broker serves (or raises and leaves nothing
 running); Kafka's data survives stop/start; ``status`` never reports a dead or foreign process
 as running (the pid must still be a Kafka or Tansu process); ``stop`` sends SIGTERM and
@@ -16,6 +20,7 @@ SIGKILLs after its deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -26,14 +31,15 @@ from pathlib import Path
 from agent_events.agent_runtime.errors import ConfigError
 from agent_events.broker._process import is_alive, stop_process_group
 from agent_events.broker.kafka_cluster import KafkaCluster
-from agent_events.broker.kafka_libs import DEFAULT_KAFKA_VERSION
+from agent_events.broker.kafka_libs import DEFAULT_KAFKA_VERSION, default_cache_dir
 from agent_events.broker.selection import resolve_kind
 from agent_events.broker.tansu import TansuBroker
 
-__all__ = ["DEFAULT_PORT", "DevBroker", "DevBrokerState", "default_data_dir"]
+__all__ = ["DEFAULT_PORT", "DevBroker", "DevBrokerState", "default_data_dir", "last_started"]
 
 DEFAULT_PORT = 9092
 _STATE_FILE = "broker.json"
+_STARTED_FILE = "brokers.json"
 
 
 def default_data_dir() -> Path:
@@ -125,6 +131,7 @@ class DevBroker:
         else:
             state = await self._start_tansu(port, ready_timeout)
         await asyncio.to_thread(self._write_state, state)
+        await asyncio.to_thread(_remember, self.data_dir, started=True)
         return state
 
     async def _start_kafka(
@@ -191,7 +198,48 @@ class DevBroker:
             )
         await asyncio.to_thread(stop_process_group, state.pid, timeout=grace_s)
         self.state_file.unlink(missing_ok=True)
+        await asyncio.to_thread(_remember, self.data_dir, started=False)
         return state
+
+
+def last_started() -> Path | None:
+    """The data folder of the running broker ``start`` started last, or None.
+
+    Folders whose broker no longer runs are dropped from the record on the way.
+    """
+    folders = _started_folders()
+    running = [f for f in folders if DevBroker(f).status() is not None]
+    if running != folders:
+        _write_started(running)
+    return running[-1] if running else None
+
+
+def _started_file() -> Path:
+    return default_cache_dir() / _STARTED_FILE
+
+
+def _started_folders() -> list[Path]:
+    try:
+        raw = json.loads(_started_file().read_text())
+        return [Path(str(f)) for f in raw["data_dirs"]]
+    except (OSError, ValueError, TypeError, KeyError):
+        return []
+
+
+def _write_started(folders: list[Path]) -> None:
+    path = _started_file()
+    # Only a convenience: --data-dir still finds every broker if this cannot be written.
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"data_dirs": [str(f) for f in folders]}, indent=2) + "\n")
+        tmp.replace(path)
+
+
+def _remember(data_dir: Path, *, started: bool) -> None:
+    """Record a start (most recent last) or forget a stop of the broker of ``data_dir``."""
+    folders = [f for f in _started_folders() if f != data_dir]
+    _write_started([*folders, data_dir] if started else folders)
 
 
 def _check_port_free(port: int) -> None:

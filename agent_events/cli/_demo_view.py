@@ -49,10 +49,17 @@ class DemoSnapshot:
     services: list[ServiceView]
     alerts: list[str]
     stopping: str | None = None
+    existing: int = 0
+    """Records the topic held before the run; the services (new groups) read them too."""
 
     @property
     def produced(self) -> int:
         return sum(self.produced_by_type.values())
+
+    @property
+    def on_topic(self) -> int:
+        """What each service has to read: the records from before plus this run's."""
+        return self.existing + self.acknowledged
 
 
 def _ms(value: object) -> str:
@@ -77,6 +84,8 @@ def _flow_table(s: DemoSnapshot) -> Table:
     table.add_row(Text("acknowledged by Kafka", style="bold"), str(s.acknowledged))
     if s.failed:
         table.add_row(Text("not acknowledged", style="red"), str(s.failed))
+    if s.existing:
+        table.add_row(Text("on the topic before this run", style="dim"), str(s.existing))
     return table
 
 
@@ -85,7 +94,7 @@ def _services_table(s: DemoSnapshot) -> Table:
     for column in ("service", "group", "read", "behind", "/metrics"):
         table.add_column(column, justify="right" if column in ("read", "behind") else "left")
     for service in s.services:
-        behind = max(0, s.acknowledged - service.done)
+        behind = max(0, s.on_topic - service.done)
         table.add_row(
             service.name,
             service.group,
@@ -188,8 +197,16 @@ def plain_summary(s: DemoSnapshot) -> Iterator[str]:
         f"flowed: {s.executions} agent executions published {s.produced} events ({by_type}); "
         f"Kafka acknowledged {s.acknowledged}" + (f", {s.failed} failed" if s.failed else "")
     )
+    if s.existing and s.services:
+        yield (
+            f"topic {s.topic} held {s.existing} events before this run; the services read "
+            "them too (each is a new group, reading from the earliest offset)"
+        )
     for service in s.services:
-        yield f"service {service.name} (group {service.group}): read {service.done} events"
+        yield (
+            f"service {service.name} (group {service.group}): read {service.done} events "
+            f"of the {s.on_topic} on the topic"
+        )
     metrics = _summary_of(s, "metrics")
     for agent, stats in sorted((metrics.get("durations_ms") or {}).items()):
         yield (

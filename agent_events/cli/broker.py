@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -18,10 +20,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agent_events.broker.dev_broker import DEFAULT_PORT, DevBroker, DevBrokerState
+from agent_events.broker.dev_broker import (
+    DEFAULT_PORT,
+    DevBroker,
+    DevBrokerState,
+    last_started,
+)
 from agent_events.broker.kafka_libs import DEFAULT_KAFKA_VERSION, is_cached
 
-__all__ = ["app"]
+__all__ = ["FETCH_SIZE", "app", "progress_note"]
+
+FETCH_SIZE = "~106 MB"
+"""What a first Kafka start downloads: its jars plus Maven's own repository."""
 
 app = typer.Typer(
     help="Run a local development broker (Apache Kafka, or Tansu without a JDK).",
@@ -46,6 +56,38 @@ DataDir = Annotated[
         file_okay=False,
     ),
 ]
+FoundDataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="The broker's data folder (default: that of the running broker `start` started "
+        "last, else ~/.local/share/agent-events/broker).",
+        file_okay=False,
+        show_default=False,
+    ),
+]
+
+
+def _find(data_dir: Path | None) -> DevBroker:
+    """The broker a command without ``--data-dir`` means: the one last started, if it runs."""
+    return DevBroker(data_dir or last_started())
+
+
+@contextmanager
+def progress_note(note: str, *, plain: bool = True) -> Iterator[None]:
+    """Say on stderr what the wait is for: a spinner on a terminal, else (``plain``) a line.
+
+    A spinner prints nothing when stderr is a pipe or a file, so a long first start would
+    look like a hang there.
+    """
+    err = Console(stderr=True)
+    if err.is_terminal:
+        with err.status(note + "..."):
+            yield
+    else:
+        if plain:
+            typer.echo(note + "...", err=True)
+        yield
 
 
 def _describe(state: DevBrokerState) -> str:
@@ -75,9 +117,12 @@ def start(
 ) -> None:
     """Start the broker in the background; returns once it serves and prints its address."""
     note = "starting the broker"
-    if kind is not Kind.tansu and not is_cached(kafka_version):
-        note += f" (first run: fetching Apache Kafka {kafka_version}'s jars with Maven, ~45 MB)"
-    with Console(stderr=True).status(note + "..."):
+    fetching = kind is not Kind.tansu and not is_cached(kafka_version)
+    if fetching:
+        note += (
+            f" (first run: fetching Apache Kafka {kafka_version}'s jars with Maven, {FETCH_SIZE})"
+        )
+    with progress_note(note, plain=fetching):  # else a refusal stays one line off a terminal
         state = asyncio.run(
             DevBroker(data_dir).start(
                 kind=kind.value,
@@ -93,11 +138,11 @@ def start(
 
 @app.command()
 def status(
-    data_dir: DataDir = None,
+    data_dir: FoundDataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Say whether the broker runs, with its pid, address and kind (exit 3 if not running)."""
-    broker = DevBroker(data_dir)
+    broker = _find(data_dir)
     state = broker.status()
     if as_json:
         payload: dict[str, object] = {
@@ -130,11 +175,11 @@ def status(
 
 @app.command()
 def stop(
-    data_dir: DataDir = None,
+    data_dir: FoundDataDir = None,
     grace: Annotated[
         float, typer.Option(min=0, help="Seconds between SIGTERM and SIGKILL.")
     ] = 30.0,
 ) -> None:
     """Stop the broker (SIGTERM, then SIGKILL after --grace seconds); its data stays."""
-    state = asyncio.run(DevBroker(data_dir).stop(grace_s=grace))
+    state = asyncio.run(_find(data_dir).stop(grace_s=grace))
     typer.echo(f"stopped {_describe(state)}")

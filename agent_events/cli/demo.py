@@ -12,12 +12,13 @@ Steps:
 4. show what flows and what the services computed (rich Live on a terminal, progress lines
    otherwise) until ``--duration`` passes or Ctrl-C / SIGTERM;
 5. stop the agents, flush the producer, let the services read everything the broker
-   acknowledged (bounded wait), print the summary, stop the services (they commit and leave
-   their groups), then the broker.
+   acknowledged, plus what the topic held before the run (bounded wait), print the
+   summary, stop the services (they commit and leave their groups), then the broker.
 
 Each run uses topics and groups of its own (``agent.events.demo-<id>``), so it never mixes
 with other data on a shared cluster. ``--agents-only`` runs just the agents against
-``agent.events`` (traffic for a deployed pipeline). Logs go to ``<work-dir>/demo.log``.
+``agent.events`` (traffic for a deployed pipeline). Logs go to ``<work-dir>/demo.log``; a
+temp work dir is removed after a run that succeeded, unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -37,7 +39,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.live import Live
 
 from agent_events.agent_runtime.errors import AgentEventsError
@@ -53,8 +54,10 @@ from agent_events.cli._demo_view import (
     plain_summary,
     render_live,
 )
+from agent_events.cli.broker import FETCH_SIZE, progress_note
 from agent_events.cli.topics import missing_topics
 from agent_events.consumers.runtime import ConsumerService
+from agent_events.consumers.scan import log_end_offsets, standalone_consumer, topic_partitions
 from agent_events.producers.producer import KafkaEventProducer
 from agent_events.producers.topics import TopicSpec, ensure_topics
 from agent_events.services import ServiceHost, build_service
@@ -148,16 +151,18 @@ def demo(
     work_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Folder for the log and the event store (default: a new temp dir).",
+            help="Folder for the log and the event store, kept (default: a temp dir, removed "
+            "after a run that succeeded).",
             file_okay=False,
             show_default=False,
         ),
     ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the temp dir (log and event store) after the run.")
+    ] = False,
     seed: Annotated[int | None, typer.Option(help="Random seed of the simulation.")] = None,
 ) -> None:
     """Run the whole pipeline (broker, agents, metrics/alerting/store services) and watch it."""
-    folder = work_dir or Path(tempfile.mkdtemp(prefix="agent-events-demo-"))
-    folder.mkdir(parents=True, exist_ok=True)
     run_id = uuid.uuid4().hex[:8]
     flags: dict[str, Any] = {"bootstrap_servers": bootstrap_servers or "127.0.0.1:9092"}
     if topic is not None:
@@ -167,30 +172,40 @@ def demo(
             topic=f"agent.events.demo-{run_id}", dlq_topic=f"agent.events.demo-{run_id}.dlq"
         )
     base = load_settings(flags)  # checks the flags before anything starts
+    folder = work_dir or Path(tempfile.mkdtemp(prefix="agent-events-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
     live = not plain and sys.stdout.isatty()
-    with _log_to(folder / "demo.log") as alerts:
+    try:
+        with _log_to(folder / "demo.log") as alerts:
 
-        async def main(stop: asyncio.Event) -> DemoSnapshot:
-            return await _run_demo(
-                stop,
-                base=base,
-                use_existing=bootstrap_servers is not None,
-                kind=kind,
-                services=() if agents_only else DEMO_SERVICES,
-                run_id=run_id,
-                folder=folder,
-                duration=duration,
-                agents=dict(rate=rate, concurrency=concurrency, seed=seed),
-                partitions=partitions,
-                slow_threshold_ms=slow_threshold_ms,
-                live=live,
-                alerts=alerts,
-            )
+            async def main(stop: asyncio.Event) -> DemoSnapshot:
+                return await _run_demo(
+                    stop,
+                    base=base,
+                    use_existing=bootstrap_servers is not None,
+                    kind=kind,
+                    services=() if agents_only else DEMO_SERVICES,
+                    run_id=run_id,
+                    folder=folder,
+                    duration=duration,
+                    agents=dict(rate=rate, concurrency=concurrency, seed=seed),
+                    partitions=partitions,
+                    slow_threshold_ms=slow_threshold_ms,
+                    live=live,
+                    alerts=alerts,
+                )
 
-        final = run_until_signalled(main)
+            final = run_until_signalled(main)
+    except BaseException:
+        # The log says what went wrong: keep it, whatever the flags.
+        typer.echo(f"the demo failed; its log is kept in {folder / 'demo.log'}", err=True)
+        raise
     for line in plain_summary(final):
         typer.echo(line)
-    typer.echo(f"logs{'' if agents_only else ' and the event store'} are in {folder}")
+    if work_dir is None and not keep:
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        typer.echo(f"logs{'' if agents_only else ' and the event store'} are in {folder}")
 
 
 def _service_settings(
@@ -213,18 +228,26 @@ def _service_settings(
 async def _start_broker(stack: AsyncExitStack, kind: Kind) -> tuple[str, str]:
     """Start the local broker (stopped when ``stack`` closes); its address and description."""
     chosen = await asyncio.to_thread(resolve_kind, kind.value)
-    err = Console(stderr=True)
+    started = time.monotonic()
     if chosen == "kafka":
         cluster = KafkaCluster.single()
-        note = "starting Apache Kafka"
+        name = f"Apache Kafka {cluster.version}"
+        note = f"starting {name}"
         if not is_cached(cluster.version):
-            note += " (first run: fetching its jars with Maven, ~45 MB)"
-        with err.status(note + "..."):
+            note += f" (first run: fetching its jars with Maven, {FETCH_SIZE})"
+        with progress_note(note):
             await stack.enter_async_context(cluster)
-        return cluster.bootstrap_servers, f"Apache Kafka {cluster.version} (local)"
-    broker = TansuBroker()
-    await stack.enter_async_context(broker)
-    return broker.bootstrap_servers, "Tansu (local, no JDK found)"
+        bootstrap, label = cluster.bootstrap_servers, f"{name} (local)"
+    else:
+        # "no JDK found" explains a fallback; said only when auto fell back.
+        name = "Tansu"
+        with progress_note(f"starting {name}"):
+            broker = await stack.enter_async_context(TansuBroker())
+        bootstrap = broker.bootstrap_servers
+        label = "Tansu (local, no JDK found)" if kind is Kind.auto else "Tansu (local)"
+    if not sys.stderr.isatty():
+        typer.echo(f"{name} ready at {bootstrap} ({time.monotonic() - started:.1f} s)", err=True)
+    return bootstrap, label
 
 
 async def _serve(host: ServiceHost) -> None:
@@ -257,7 +280,7 @@ async def _run_demo(
 ) -> DemoSnapshot:
     started = time.monotonic()
     async with AsyncExitStack() as stack:
-        settings, broker = await _cluster(stack, base, use_existing, kind, partitions)
+        settings, broker, existing = await _cluster(stack, base, use_existing, kind, partitions)
         bootstrap = settings.bootstrap_servers
         hosts = []
         for name in services:
@@ -291,6 +314,7 @@ async def _run_demo(
                 produced_by_type=dict(flow.by_type),
                 acknowledged=producer.stats.acknowledged,
                 failed=producer.stats.failed,
+                existing=existing,
                 executions=simulation.executions,
                 recent=list(flow.recent),
                 services=views,
@@ -312,8 +336,10 @@ async def _run_demo(
                     await bus.join()
                     await producer.flush()
                     limit = _CATCH_UP_AFTER_SIGNAL_S if signalled else _CATCH_UP_S
+                    # New groups read from the earliest offset: what was there, then ours.
+                    target = existing + producer.stats.acknowledged
                     await _catch_up(
-                        lambda: all(_done(h, read) >= producer.stats.acknowledged for h in hosts),
+                        lambda: all(_done(h, read) >= target for h in hosts),
                         limit,
                         snapshot,
                         view,
@@ -334,8 +360,9 @@ async def _cluster(
     use_existing: bool,
     kind: Kind,
     partitions: int,
-) -> tuple[AgentEventsSettings, str]:
-    """The settings for the broker the demo uses (started here unless given) and its label."""
+) -> tuple[AgentEventsSettings, str, int]:
+    """The settings for the broker the demo uses (started here unless given), its label, and
+    how many records the topic held already (the services read those too)."""
     if use_existing:
         bootstrap, broker = base.bootstrap_servers, "the cluster"
     else:
@@ -345,7 +372,21 @@ async def _cluster(
     missing = await missing_topics(settings.connection(), names)
     if missing:  # topics that exist are used as they are
         await ensure_topics(settings.connection(), [TopicSpec(n, partitions) for n in missing])
-    return settings, f"{broker} at {bootstrap}"
+    existing = 0 if settings.topic in missing else await _records_on(settings)
+    return settings, f"{broker} at {bootstrap}", existing
+
+
+async def _records_on(settings: AgentEventsSettings) -> int:
+    """Records on the topic now: what a new group reading from the earliest offset will read.
+
+    Counted as offsets (log end minus log start), so a compacted topic counts high and the
+    catch-up then waits out its limit.
+    """
+    async with standalone_consumer(settings.connection()) as consumer:
+        tps = await topic_partitions(consumer, settings.topic)
+        ends = await log_end_offsets(consumer, tps)
+        starts = await consumer.beginning_offsets(tps)
+    return sum(max(0, ends[tp] - starts[tp]) for tp in tps)
 
 
 async def _catch_up(

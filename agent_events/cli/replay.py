@@ -6,7 +6,8 @@ P:O``, ``--from-time ISO``, ``--shift -N``), a stop (``--until-end``, ``--until-
 (``--type``, ``--agent``) and one sink (``--to-file`` (default: JSON lines on stdout),
 ``--to-topic``, ``--to-store sqlite:PATH``). ``--dry-run`` prints the plan and reads
 nothing. Every argument is checked before anything connects; a mistake prints one line
-and exits 2. The replay joins no consumer group and commits nothing.
+and exits 2. The replay joins no consumer group and commits nothing. Records come oldest
+first across partitions (timestamp, then partition, then offset), the same on every run.
 """
 
 from __future__ import annotations
@@ -206,7 +207,6 @@ def _print_plan(plan: ReplayPlan) -> None:
 
 
 def _summary(report: ReplayReport, sink: ReplaySink) -> str:
-    rate = report.read / report.elapsed_s if report.elapsed_s > 0 else 0.0
     extra = [f"{report.read} read"]
     if report.filtered:
         extra.append(f"{report.filtered} filtered out")
@@ -215,9 +215,16 @@ def _summary(report: ReplayReport, sink: ReplaySink) -> str:
     tail = (
         f" (stopped after --count {report.plan.spec.count})" if report.stopped_by == "count" else ""
     )
+    # Under a second, a rate says more about start-up than about reading: leave it out.
+    rate = (
+        f" ({report.read / report.elapsed_s:,.0f} records read/s)"
+        if report.elapsed_s >= 1.0
+        else ""
+    )
     return (
-        f"replayed {report.delivered} events ({', '.join(extra)}) from {report.plan.topic} into "
-        f"{sink.description} in {report.elapsed_s:.1f} s ({rate:,.0f} records/s){tail}"
+        f"replayed {report.delivered} event{'' if report.delivered == 1 else 's'} "
+        f"({', '.join(extra)}) from {report.plan.topic} into {sink.description} "
+        f"in {report.elapsed_s:.1f} s{rate}{tail}"
     )
 
 

@@ -1,9 +1,16 @@
-"""The HTTP endpoint of a service: ``/metrics`` for Prometheus and ``/healthz`` for probes.
+"""The HTTP endpoint of a service: ``/metrics`` for Prometheus, ``/livez`` and ``/readyz`` for probes.
 
-A few lines of asyncio rather than a web framework: two read-only GET routes, served
-on 127.0.0.1 unless told otherwise, on the service's own loop (a scrape never blocks
-handlers for long: rendering the registry is all it does). ``/healthz`` answers 200
-``ok`` or 503 with the reason, as Kubernetes and Docker health checks expect.
+A few lines of asyncio rather than a web framework: read-only GET routes, served on
+127.0.0.1 unless told otherwise, on the service's own loop (a scrape never blocks handlers
+for long: rendering the registry is all it does; and a loop that is stuck answers nothing,
+which a probe counts as a failure).
+
+* ``/livez``: is the process worth keeping? 200 ``ok``, or 503 ``unhealthy: <reason>``.
+* ``/readyz``: is it doing its work now? 200 ``ok``, or 503 ``not ready: <reason>``.
+* ``/healthz`` (and ``/health``): an alias of ``/livez``, the path Kubernetes' own
+  components and Docker health checks use for liveness.
+
+The reason is one line, as Kubernetes and Docker health checks show it.
 """
 
 from __future__ import annotations
@@ -23,16 +30,21 @@ __all__ = ["HealthCheck", "MetricsServer"]
 logger = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], str | None]
-"""Returns ``None`` when healthy, else why not (one line)."""
+"""Returns ``None`` when healthy (or ready), else why not (one line)."""
+
+_LIVENESS_PATHS = ("/livez", "/healthz", "/health")
+_NOT_FOUND = b"not found; try /metrics, /livez, /readyz or /healthz\n"
 
 _READ_TIMEOUT_S = 10.0
 _MAX_HEADER_LINES = 100
 
 
 class MetricsServer(AsyncResource):
-    """Serves ``registry`` at ``/metrics`` and ``health`` at ``/healthz`` on ``host:port``.
+    """Serves ``registry`` at ``/metrics``, ``health`` at ``/livez`` (and ``/healthz``) and
+    ``readiness`` at ``/readyz`` on ``host:port``.
 
-    ``port=0`` picks a free port; :attr:`port` tells which once started.
+    Without ``readiness``, ``/readyz`` answers what ``health`` does. ``port=0`` picks a free
+    port; :attr:`port` tells which once started.
     """
 
     def __init__(
@@ -42,11 +54,13 @@ class MetricsServer(AsyncResource):
         host: str = "127.0.0.1",
         port: int = 0,
         health: HealthCheck | None = None,
+        readiness: HealthCheck | None = None,
     ) -> None:
         self.registry = registry
         self.host = host
         self._requested_port = port
-        self._health = health or (lambda: None)
+        self._health: HealthCheck = health or (lambda: None)
+        self._readiness: HealthCheck = readiness or self._health
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -117,9 +131,15 @@ class MetricsServer(AsyncResource):
         if path == "/metrics":
             body = generate_latest(self.registry)
             return "200 OK", CONTENT_TYPE_LATEST, b"" if method == "HEAD" else body
-        if path in ("/healthz", "/health"):
-            problem = self._health()
-            if problem is None:
-                return "200 OK", "text/plain", b"ok\n"
-            return "503 Service Unavailable", "text/plain", f"unhealthy: {problem}\n".encode()
-        return "404 Not Found", "text/plain", b"try /metrics or /healthz\n"
+        if path in _LIVENESS_PATHS:
+            return _probe(self._health(), "unhealthy")
+        if path == "/readyz":
+            return _probe(self._readiness(), "not ready")
+        return "404 Not Found", "text/plain", _NOT_FOUND
+
+
+def _probe(problem: str | None, label: str) -> tuple[str, str, bytes]:
+    if problem is None:
+        return "200 OK", "text/plain", b"ok\n"
+    line = " ".join(problem.split())
+    return "503 Service Unavailable", "text/plain", f"{label}: {line}\n".encode()

@@ -98,6 +98,19 @@ class ServiceMetrics:
             ["consumergroup", "topic", "partition"],
             registry=self.registry,
         )
+        self.consumer_lag_last_success = Gauge(
+            "agent_events_consumer_lag_last_success_timestamp_seconds",
+            "Unix time of the last consumer-lag sample that reached the broker.",
+            ["consumergroup"],
+            registry=self.registry,
+        )
+        self.consumer_lag_stale = Gauge(
+            "agent_events_consumer_lag_stale",
+            "1 while the lag sampler cannot reach the broker (agent_events_consumer_lag "
+            "is withdrawn until it can), else 0.",
+            ["consumergroup"],
+            registry=self.registry,
+        )
         self._rebalances: Callable[[], float] = lambda: 0.0
         self.registry.register(
             CallbackCounter(

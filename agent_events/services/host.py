@@ -3,8 +3,10 @@
 Start, in this order:
 
 1. open the service's resources (database, HTTP client, the user's factories);
-2. serve ``/metrics`` and ``/healthz`` when ``metrics_port`` is set (``/healthz`` says
-   503 until the consumer runs, so a probe sees a member still connecting);
+2. serve ``/metrics``, ``/livez``, ``/readyz`` and ``/healthz`` (= ``/livez``) when
+   ``metrics_port`` is set: :meth:`ServiceHost.liveness` and :meth:`ServiceHost.readiness`
+   say what they answer (``/readyz`` is 503 until the member runs with partitions, so a
+   probe sees a member still connecting);
 3. join the consumer group (an unreachable broker is retried up to
    ``connect_timeout_s``, then :class:`BrokerUnavailable`).
 
@@ -23,6 +25,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -38,7 +41,7 @@ from agent_events.observability.metrics import ServiceMetrics
 from agent_events.observability.observer import ServiceObserver
 from agent_events.services._base import GroupMember, Service
 from agent_events.settings import AgentEventsSettings
-from agent_events.transport import BrokerUnreachable
+from agent_events.transport import BrokerUnreachable, connection_outage
 
 __all__ = ["ServiceHost"]
 
@@ -58,6 +61,8 @@ class ServiceHost(AsyncResource):
         self._running = False
         self._stop_requested = False
         self._stats: ProcessingStats | None = None
+        self._lag: LagMonitor | None = None
+        self._died: str | None = None
 
     @property
     def group_id(self) -> str:
@@ -68,13 +73,52 @@ class ServiceHost(AsyncResource):
         """``http://host:port`` of the metrics endpoint, once started (``None`` without one)."""
         return self.server.url if self.server is not None else None
 
+    def liveness(self) -> str | None:
+        """``None`` unless the fetch loop died (then why): what ``/livez`` answers.
+
+        Starting, running and draining are all alive, and so is a member whose broker is
+        gone: restarting the process would not bring the broker back. That the event loop
+        runs is shown by the answer itself (the HTTP server shares the loop).
+        """
+        return self._died
+
     def health(self) -> str | None:
-        """``None`` when the consumer is started and its fetch loop runs, else why not."""
-        if self.consumer is None:
+        """What ``/healthz`` answers: :meth:`liveness` (``healthz`` is a liveness probe's
+        path in Kubernetes' own components and most charts)."""
+        return self.liveness()
+
+    def readiness(self) -> str | None:
+        """``None`` when the member fetches with partitions from a reachable broker, else why
+        not: what ``/readyz`` answers."""
+        if self._died is not None:
+            return self._died
+        consumer = self.consumer
+        if consumer is None:
             return "the consumer is not started (connecting to the broker?)"
+        if self._stop_requested:
+            return "stopping: finishing the fetched records and committing"
         if not self._running:
             return "the fetch loop is not running"
+        unreachable = self._broker_problem()
+        if unreachable is not None:
+            return unreachable
+        if not consumer.assignment:
+            return "no partitions assigned to this member (joining its group or rebalancing)"
         return None
+
+    def _broker_problem(self) -> str | None:
+        """Why the broker counts as unreachable: the lag sampler's last request failed, or
+        the client library lost its connection and no sample has reached the broker since."""
+        lag = self._lag
+        if lag is not None and lag.problem is not None:
+            return f"the broker is unreachable: {lag.problem}"
+        outage = connection_outage()
+        if outage is None:
+            return None
+        if lag is not None and lag.last_success is not None and lag.last_success > outage.started:
+            return None
+        ago = time.monotonic() - outage.started
+        return f"lost the connection to the broker at {outage.address} {ago:.0f} s ago"
 
     async def start(self) -> None:
         """Steps 1-3 of the module docstring; on failure, what was started is stopped.
@@ -97,7 +141,8 @@ class ServiceHost(AsyncResource):
                     self.metrics.registry,
                     host=self.settings.metrics_host,
                     port=port,
-                    health=self.health,
+                    health=self.liveness,
+                    readiness=self.readiness,
                 )
                 await self.server.start()
             consumer = self.service.member(self.config) or ConsumerService(
@@ -129,7 +174,7 @@ class ServiceHost(AsyncResource):
         consumer = self.consumer
         if consumer is None:
             raise KafkaError("the service is not started; use 'async with ServiceHost(...)'")
-        lag = LagMonitor(
+        lag = self._lag = LagMonitor(
             self.settings.connection(),
             self.group_id,
             lambda: consumer.assignment,
@@ -147,6 +192,9 @@ class ServiceHost(AsyncResource):
                 ]
                 try:
                     await consumer.run()
+                except Exception as exc:
+                    self._died = f"the fetch loop died: {type(exc).__name__}: {exc}"
+                    raise
                 finally:
                     for task in background:
                         task.cancel()

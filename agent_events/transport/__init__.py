@@ -4,7 +4,8 @@ Connection settings (servers, security, timeouts), the client factories (admin,
 producer, consumer as async context managers, started with one backoff with jitter),
 and the bounded LRU map the clients' caches use. Everything else in agent-events builds
 its Kafka clients here, so a broker that is down, a SASL setting or a second client
-library (``client=...``) is handled once.
+library (``client=...``) is handled once, and so is a broker that goes away while the clients
+run (:func:`connection_outage`: the library's connection errors become three log lines).
 """
 
 from agent_events.agent_runtime.lru import LRUMap, require_positive_int
@@ -25,7 +26,8 @@ from agent_events.transport._connection import (
     SecurityProtocol,
 )
 from agent_events.transport._limits import DEFAULT_MAX_MESSAGE_BYTES, max_message_bytes
-from agent_events.transport._quiet import quiet_library_logs
+from agent_events.transport._outage import ConnectionOutage, OutageState
+from agent_events.transport._quiet import broker_answered, connection_outage, quiet_library_logs
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -33,13 +35,17 @@ __all__ = [
     "ClientBackend",
     "ClientKind",
     "ConnectionOptions",
+    "ConnectionOutage",
     "KafkaConnectionConfig",
     "LRUMap",
+    "OutageState",
     "SaslMechanism",
     "SecurityProtocol",
     "admin_client",
     "backend_for",
     "backoff_delay",
+    "broker_answered",
+    "connection_outage",
     "consumer_client",
     "max_message_bytes",
     "producer_client",

@@ -31,7 +31,7 @@ from agent_events.agent_runtime.events import SystemEvent
 from agent_events.consumers.replay.plan import FeatureCheck, ReplayPlan, resolve_plan
 from agent_events.consumers.replay.sinks import ReplaySink
 from agent_events.consumers.replay.spec import ReplaySpec
-from agent_events.consumers.scan import scan_topic, standalone_consumer
+from agent_events.consumers.scan import scan_in_time_order, standalone_consumer
 from agent_events.producers.config import KafkaConnectionConfig
 from agent_events.producers.headers import EVENT_TYPE_HEADER
 from agent_events.schemas.codec import EventCodec
@@ -157,10 +157,11 @@ async def _deliver(
     next_offset = {r.partition: r.start for r in plan.ranges}
     last_offsets = report.last_offsets
     started = last_report = time.monotonic()
-    # scan_topic is an async generator: close it when a count ends the replay early.
+    # Oldest first across partitions, the same order on every run; an async generator,
+    # closed when a count ends the replay early.
     records = cast(
         AsyncGenerator[Any, None],
-        scan_topic(consumer, plan.topic_partitions(), plan.starts(), plan.stops()),
+        scan_in_time_order(consumer, plan.topic_partitions(), plan.starts(), plan.stops()),
     )
     async with aclosing(records):
         async for record in records:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,9 @@ from agent_events.broker.kafka_node import read_cluster_id
 pytestmark = pytest.mark.slow
 
 
-def _cli(*args: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
+def _cli(
+    *args: str, timeout: float = 180.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -28,6 +31,7 @@ def _cli(*args: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]
         text=True,
         timeout=timeout,
         check=False,
+        env=env,
     )
 
 
@@ -109,3 +113,30 @@ def test_bad_argument_exits_2_with_one_line_and_no_traceback() -> None:
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def test_status_and_stop_without_data_dir_act_on_the_broker_started_elsewhere(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    # Its own cache (the record of started brokers) and default data folder.
+    env = {
+        **os.environ,
+        "AGENT_EVENTS_CACHE_DIR": str(tmp_path / "cache"),
+        "XDG_DATA_HOME": str(tmp_path / "xdg"),
+    }
+    (port,) = free_ports(1)
+    started = _cli(
+        "broker", "start", "--kind", "tansu", "--data-dir", str(data_dir), "--port", str(port),
+        env=env,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+
+    status = _cli("broker", "status", "--json", env=env)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["data_dir"] == str(data_dir.resolve())
+
+    stopped = _cli("broker", "stop", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"data in {data_dir.resolve()}" in stopped.stdout
+    assert _status(data_dir)["running"] is False
+    assert _cli("broker", "status", env=env).returncode == 3

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka_support import produce
 
+from agent_events.agent_runtime.events import EventType, SystemEvent
 from agent_events.broker import RunningBroker
 from agent_events.cli import main
 
@@ -113,3 +115,30 @@ def test_demo_stops_cleanly_on_sigterm(broker: RunningBroker, tmp_path: Path) ->
     assert "Traceback" not in err
     acknowledged = _number(r"Kafka acknowledged (\d+)", out)
     assert _number(r"store: (\d+) events stored", out) == acknowledged
+
+
+def test_demo_on_a_topic_with_events_waits_for_those_too(
+    broker: RunningBroker,
+    new_topic: NewTopicFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    topic = asyncio.run(new_topic(partitions=3))
+    before = [
+        SystemEvent(event_type=EventType.AGENT_STARTED, agent_id="old", session_id=f"old-{i % 50}")
+        for i in range(3000)
+    ]
+    asyncio.run(produce(broker.bootstrap_servers, topic, before))
+    code = main(
+        ["demo", "--duration", "1", "--bootstrap-servers", broker.bootstrap_servers,
+         "--topic", topic, "--plain", "--work-dir", str(tmp_path)]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    acknowledged = _number(r"Kafka acknowledged (\d+)", out)
+    assert _number(r"held (\d+) events before this run", out) == len(before)
+    on_topic = len(before) + acknowledged
+    for service in ("metrics", "alerting", "store"):
+        line = rf"service {service} \(group [^)]+\): read (\d+) events of the {on_topic} on"
+        assert _number(line, out) == on_topic
+    assert _number(r"store: (\d+) events stored", out) == on_topic

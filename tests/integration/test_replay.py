@@ -415,3 +415,41 @@ async def test_a_failing_handler_stops_the_replay_at_its_record(
         await replay(conn(broker), ReplaySpec(topic), HandlerSink(fails_on_the_fourth))
     assert handled == [0, 1, 2]
     assert any("[0] offset 3 " in note for note in raised.value.__notes__)
+
+
+async def test_cli_replay_merges_partitions_by_timestamp_the_same_way_every_time(
+    broker: RunningBroker, new_topic: NewTopic, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topic = await new_topic(partitions=3)
+    base = int(datetime.now(UTC).timestamp() * 1000) - 600_000
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        # Partition 2 holds the oldest record; the partitions' timestamps interleave.
+        for i in range(30):
+            partition = 2 - i % 3
+            await producer.send_and_wait(
+                topic,
+                encode_event(event(f"p{partition}", i)),
+                key=f"p{partition}".encode(),
+                partition=partition,
+                timestamp_ms=base + i * 1000,
+            )
+    finally:
+        await producer.stop()
+    b = ("-b", broker.bootstrap_servers)
+
+    code, out, err = await run_cli(capsys, "replay", "-t", topic, *b)
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["ts"] for line in lines] == [base + i * 1000 for i in range(30)]
+    assert "replayed 30 events" in err
+
+    firsts = []
+    for _ in range(2):
+        code, out, err = await run_cli(capsys, "replay", "-t", topic, "--count", "1", *b)
+        assert code == 0, err
+        (line,) = out.splitlines()
+        firsts.append((json.loads(line)["partition"], json.loads(line)["offset"]))
+        assert "replayed 1 event (" in err
+    assert firsts == [(2, 0), (2, 0)]
