@@ -202,6 +202,8 @@ class GroupMember(AsyncResource, ABC):
         """Times this member fenced itself since start."""
         self.rebalances = 0
         """Revocations seen since start (each rebalance revokes, possibly nothing)."""
+        self.rebalancing = False
+        """Between a revocation and the next assignment: the partitions are in flux."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -322,9 +324,11 @@ class GroupMember(AsyncResource, ABC):
 
     async def _revoked(self, revoked: set[TopicPartition]) -> None:
         self.rebalances += 1
+        self.rebalancing = True
         await self._revoke(revoked)
 
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        self.rebalancing = False
         if self.fenced:  # a new generation: positions come from the committed offsets
             logger.warning("group %s: rejoined the group; fetching on", self._group_id)
             self.fenced = False

@@ -30,6 +30,8 @@ class GroupMember(Protocol):
     """What the host drives: :class:`ConsumerService`, or a service's own member."""
 
     rebalances: int
+    rebalancing: bool
+    fenced: bool
 
     @property
     def assignment(self) -> set[TopicPartition]: ...

@@ -102,6 +102,10 @@ class ServiceHost(AsyncResource):
         unreachable = self._broker_problem()
         if unreachable is not None:
             return unreachable
+        if consumer.rebalancing:
+            return "the group is rebalancing"
+        if consumer.fenced:
+            return "membership unconfirmed after a stall or a rejected commit; no record is started"
         if not consumer.assignment:
             return "no partitions assigned to this member (joining its group or rebalancing)"
         return None

@@ -102,6 +102,8 @@ class FakeMember:
 
     def __init__(self) -> None:
         self.rebalances = 0
+        self.rebalancing = False
+        self.fenced = False
         self.owned: set[TopicPartition] = set()
         self.stop_requested = asyncio.Event()
         self.fail: BaseException | None = None
@@ -193,6 +195,12 @@ async def test_a_hosts_readiness_follows_start_assignment_broker_and_stop(
             "not ready: no partitions assigned to this member (joining its group or rebalancing)\n",
         )
         member.owned = {TopicPartition("t", 0)}
+        assert await _get(url + "/readyz") == (200, "ok\n")
+        member.rebalancing = True  # revoked, not yet assigned again
+        assert await _get(url + "/readyz") == (503, "not ready: the group is rebalancing\n")
+        member.rebalancing, member.fenced = False, True
+        assert (await _get(url + "/readyz"))[1].startswith("not ready: membership unconfirmed")
+        member.fenced = False
         assert await _get(url + "/readyz") == (200, "ok\n")
 
         lag.problem = "the broker did not answer within 5 s"
