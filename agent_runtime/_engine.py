@@ -1,22 +1,25 @@
-"""The one handler engine: how a handler is called, for queued delivery and ``dispatch`` alike.
+"""The one handler engine: how a handler is called, for every path of the bus.
 
-Every handler call of an :class:`~agent_runtime.event_bus.EventBus` goes through
-:meth:`HandlerEngine.serve`, in this order:
+A handler call goes through these steps, whichever task runs it:
 
 1. take the next delivery (an event, with its publisher's context if that held any
    variables);
-2. note the call's deadline with the bus's one :class:`Watchdog`;
+2. note the call's deadline with the bus's one :class:`Watchdog` (a call that finishes
+   without suspending needs none: nothing could cancel it anyway);
 3. await the subscription's ``call`` (sync handlers come adapted, so this is the one
    call site): in a copy of the publisher's context when one came along
-   (:func:`invoke`), else in the worker's (empty) or, for ``dispatch``, the caller's;
-4. a raise becomes a logged error, the watchdog's cancel a :class:`HandlerTimeout`;
-   any other cancellation goes through;
-5. count the outcome and latency (when metrics are on): the one metrics path.
+   (:func:`invoke`), else in the subscriber's home context or, for ``dispatch``, the
+   caller's;
+4. a raise becomes a logged error (:meth:`HandlerEngine.failed`), the watchdog's cancel
+   a :class:`HandlerTimeout`; any other cancellation goes through;
+5. count the outcome and latency (when metrics are on): the one metrics path
+   (:meth:`HandlerEngine.count`).
 
-A subscription's worker serves its queue for as long as it lives; ``dispatch`` serves
-a one-event source per matching handler, concurrently. A later inline dispatcher (run
-handlers in the publisher's turn, move a lagging subscriber onto its own queue) is
-another source for ``serve``, not another engine.
+Queued events run first on the bus's shared worker (:mod:`agent_runtime._inline`),
+which takes steps 1-5 inline for calls that do not suspend; a call that suspends, and
+the subscriber's later events until it catches up, run on the subscriber's own worker
+(:meth:`HandlerEngine.work`). ``dispatch`` runs one call per matching handler,
+concurrently (:meth:`HandlerEngine.run_one`).
 """
 
 from __future__ import annotations
@@ -27,60 +30,24 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Protocol
+from typing import Any
 
+from agent_events.agent_runtime._lanes import Job, Lane, Resumed
 from agent_events.agent_runtime._watchdog import CallSlot, Watchdog
 from agent_events.agent_runtime.bus_metrics import BusMetrics
 from agent_events.agent_runtime.errors import HandlerTimeout
 from agent_events.agent_runtime.events import EventTypeLike, SystemEvent
 from agent_events.agent_runtime.subscription import (
-    Delivery,
     DispatchResult,
     HandlerOutcome,
     Subscription,
     type_label,
 )
 
-__all__ = ["Deliveries", "HandlerEngine", "invoke"]
+__all__ = ["HandlerEngine", "invoke"]
 
 logger = logging.getLogger("agent_events.agent_runtime.event_bus")
 _FAILED = "handler %s failed on %s event %s: %s: %s"
-
-
-class Deliveries(Protocol):
-    """Where :meth:`HandlerEngine.serve` takes events from: the part of ``asyncio.Queue`` it uses."""
-
-    def empty(self) -> bool: ...
-    def get_nowait(self) -> Delivery: ...
-    async def get(self) -> Delivery: ...
-    def task_done(self) -> None: ...
-
-
-class _Served(Exception):
-    """The one-event source of ``dispatch`` is used up: ``serve`` is done with it."""
-
-
-class _OneDelivery:
-    """A source of exactly one event, in the caller's context (``dispatch``)."""
-
-    __slots__ = ("_item",)
-
-    def __init__(self, event: SystemEvent) -> None:
-        self._item: Delivery | None = event
-
-    def empty(self) -> bool:
-        return self._item is None
-
-    def get_nowait(self) -> Delivery:
-        item, self._item = self._item, None
-        assert item is not None
-        return item
-
-    async def get(self) -> Delivery:
-        raise _Served
-
-    def task_done(self) -> None:
-        return None
 
 
 class _InContext:
@@ -133,7 +100,7 @@ class HandlerEngine:
         self.metrics = metrics
         self.watchdog = Watchdog()
         self._labels: dict[EventTypeLike, str] = {}
-        self._workers: dict[asyncio.Task[Any], Subscription] = {}
+        self._workers: dict[asyncio.Task[Any], Lane] = {}
 
     def label(self, event_type: EventTypeLike) -> str:
         """The metrics and log label of ``event_type``, computed once per type."""
@@ -142,82 +109,106 @@ class HandlerEngine:
             label = self._labels[event_type] = type_label(event_type)
         return label
 
-    def serving(self, task: asyncio.Task[Any] | None) -> Subscription | None:
-        """The subscription whose worker ``task`` is (``None``: not a worker of this bus)."""
+    def serving(self, task: asyncio.Task[Any] | None) -> Lane | None:
+        """The subscriber whose worker ``task`` is (``None``: not a worker of this bus).
+
+        A handler running inline on the shared worker sees its subscriber's worker as
+        the current task, so this finds it too.
+        """
         return self._workers.get(task) if task is not None else None
 
-    async def work(self, sub: Subscription) -> None:
-        """The worker of ``sub``: serve its queue, in order, one event at a time, until cancelled."""
+    async def finish(self, lane: Lane, first: Job | None) -> None:
+        """Be ``lane``'s own worker: run ``first``, then what it was handed, in order.
+
+        The current task is the one that took ``first``'s first step (or a fresh one);
+        once the lane's queue is empty the lane goes back to the shared worker and the
+        task ends.
+        """
         task = asyncio.current_task()
-        assert sub.queue is not None
         assert task is not None
-        slot = CallSlot(task)
+        slot = lane.slot
+        slot.task = lane.worker = task
         self.watchdog.register(slot)
-        self._workers[task] = sub
+        self._workers[task] = lane
         try:
-            await self.serve(sub, sub.queue, slot)
+            if first is not None:
+                await self._run_job(lane, slot, first)
+            own = lane.own
+            while own:
+                await self._run_job(lane, slot, own.popleft())
+            lane.detached = False  # caught up: back to the shared worker
+            lane.poke()
         finally:
             self.watchdog.forget(slot)
             self._workers.pop(task, None)
+            if lane.worker is task:
+                lane.worker = None
 
-    async def serve(self, sub: Subscription, deliveries: Deliveries, slot: CallSlot) -> None:
-        """Steps 1-5 of the module docstring for each delivery; the last outcome in ``slot.error``.
+    async def _run_job(self, lane: Lane, slot: CallSlot, job: Job) -> None:
+        sub = lane.sub
+        if isinstance(job, Resumed):  # the rest of a call that suspended on the shared worker
+            await self.run_one(slot, sub, job.event, job, job.started)
+            return
+        lane.queued -= 1
+        lane.poke()
+        started = time.perf_counter()
+        if isinstance(job, tuple):
+            event, context = job
+            await self.run_one(slot, sub, event, invoke(sub.call, event, context.copy()), started)
+        else:
+            await self.run_one(slot, sub, job, sub.call(job), started)
 
-        One loop with no call per event beyond the handler's own while nothing
-        fails: a queue read without a coroutine while events wait, one clock read,
-        a compare for the timeout. A queued event whose publisher had context
-        variables (a span, bound log fields) runs in a copy of that context, so its
-        handler's own changes stay with the call; one whose publisher had none runs
-        in the worker's context, which starts empty.
-        """
-        get, get_nowait, empty, done = (
-            deliveries.get,
-            deliveries.get_nowait,
-            deliveries.empty,
-            deliveries.task_done,
-        )
-        call = sub.call
+    async def run_one(
+        self,
+        slot: CallSlot,
+        sub: Subscription,
+        event: SystemEvent,
+        call: Awaitable[object],
+        started: float,
+    ) -> None:
+        """Steps 2-5 of the module docstring for one call; a failure goes to ``slot.error``."""
         limit = math.inf if sub.timeout is None else sub.timeout
-        metrics, watchdog, clock = self.metrics, self.watchdog, time.perf_counter
-        event: SystemEvent
-        context: contextvars.Context | None
-        while True:
-            item = await get() if empty() else get_nowait()
-            # Not isinstance(): measured 50 ns more per delivery in this hot loop.
-            if item.__class__ is tuple:  # with its publisher's context
-                event, context = item
-            else:
-                event, context = item, None  # type: ignore[assignment]
-            started = clock()
-            deadline = slot.deadline = started + limit
-            if deadline < watchdog.armed_until:
-                watchdog.arm(deadline)
-            error: BaseException | None = None
-            try:
-                if context is None:
-                    await call(event)
-                else:
-                    await invoke(call, event, context.copy())
-            except asyncio.CancelledError as exc:
-                error = self._cancelled(slot, sub, event, exc)
-            except Exception as exc:  # isolation: a handler's bug stays with its call
-                error = exc
-                logger.error(
-                    _FAILED,
-                    sub.name,
-                    self.label(event.event_type),
-                    event.event_id,
-                    type(exc).__name__,
-                    exc,
-                    exc_info=exc,
-                )
-            finally:
-                slot.deadline = None
-                done()
-            if slot.expired or metrics is not None:
-                error = self._settle(slot, sub, event, error, clock() - started)
-            if error is not None:  # dispatch's slot is fresh: None until a call fails
-                slot.error = error
+        deadline = slot.deadline = started + limit
+        watchdog = self.watchdog
+        if deadline < watchdog.armed_until:
+            watchdog.arm(deadline)
+        error: BaseException | None = None
+        try:
+            await call
+        except asyncio.CancelledError as exc:
+            error = self._cancelled(slot, sub, event, exc)
+        except Exception as exc:  # noqa: BLE001 (isolation: logged by failed)
+            error = exc
+            self.failed(sub, event, exc)
+        finally:
+            slot.deadline = None
+        if slot.expired or self.metrics is not None:
+            error = self._settle(slot, sub, event, error, time.perf_counter() - started)
+        if error is not None:  # dispatch's slot is fresh: None until a call fails
+            slot.error = error
+
+    def failed(self, sub: Subscription, event: SystemEvent, exc: BaseException) -> None:
+        """Log a handler's raise (isolation: it stays with its call)."""
+        logger.error(
+            _FAILED,
+            sub.name,
+            self.label(event.event_type),
+            event.event_id,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+
+    def count(
+        self,
+        slot: CallSlot,
+        sub: Subscription,
+        event: SystemEvent,
+        error: BaseException | None,
+        seconds: float,
+    ) -> None:
+        """Count a call that finished inline (metrics on)."""
+        self._settle(slot, sub, event, error, seconds)
 
     async def dispatch(
         self, event: SystemEvent, targets: tuple[Subscription, ...]
@@ -236,9 +227,7 @@ class HandlerEngine:
         slot = CallSlot(asyncio.current_task())
         self.watchdog.register(slot)
         try:
-            await self.serve(sub, _OneDelivery(event), slot)
-        except _Served:
-            pass
+            await self.run_one(slot, sub, event, sub.call(event), started)
         finally:
             self.watchdog.forget(slot)
         return HandlerOutcome(sub.id, sub.name, slot.error, time.perf_counter() - started)

@@ -1,6 +1,8 @@
 """Putting one event into every target queue: the paths besides the bus's fast one.
 
 * :class:`PublisherContexts` captures the publisher's context to queue with an event.
+* :func:`admit` counts an event against each target's bound and queues it once, on the
+  shared worker's queue.
 * :class:`SlowLane` is where a publisher waits for queue room, one at a time, so every
   subscriber keeps one order; ``publish_sync`` never waits (:meth:`SlowLane.put_nowait`).
 * :func:`hand_over` runs a ``publish_sync`` from another thread on the bus's loop.
@@ -13,10 +15,17 @@ import concurrent.futures
 from collections.abc import Callable
 from contextvars import Context, copy_context
 
+from agent_events.agent_runtime._inline import Entry, SharedWorker
+from agent_events.agent_runtime._lanes import Lane
 from agent_events.agent_runtime.errors import AgentEventsError, BusClosed, QueueFull
-from agent_events.agent_runtime.subscription import Delivery, Subscription
 
-__all__ = ["PublisherContexts", "SlowLane", "hand_over", "refuse_self_deadlock"]
+__all__ = [
+    "PublisherContexts",
+    "SlowLane",
+    "admit",
+    "hand_over",
+    "refuse_self_deadlock",
+]
 
 _ABSENT = object()
 
@@ -53,6 +62,15 @@ class PublisherContexts:
         return context
 
 
+def admit(entry: Entry, targets: tuple[Lane, ...], shared: SharedWorker) -> None:
+    """Count ``entry`` against every target's bound and queue it once for all of them."""
+    if not targets:
+        return
+    for lane in targets:
+        lane.queued += 1
+    shared.put(entry)
+
+
 class SlowLane:
     """Publishers waiting for queue room, in arrival order (one lock per loop)."""
 
@@ -60,8 +78,10 @@ class SlowLane:
         self.waiting = 0
         self._lock = asyncio.Lock()
 
-    async def put(self, item: Delivery, targets: tuple[Subscription, ...]) -> None:
-        """Wait for room in each of ``targets``' queues in turn.
+    async def put(
+        self, entry: Entry, targets: tuple[Lane, ...], bound: int, shared: SharedWorker
+    ) -> None:
+        """Wait for room for ``entry`` with each target in turn, then queue it for all.
 
         The counter is raised before anything can yield, so later publishers queue
         behind this one (order).
@@ -69,33 +89,33 @@ class SlowLane:
         self.waiting += 1
         try:
             async with self._lock:
-                for sub in targets:
-                    queue = sub.queue
-                    if queue is not None:
-                        await queue.put(item)
+                for lane in targets:
+                    while lane.queued >= bound:
+                        await lane.changed()
+                admit(entry, targets, shared)
         finally:
             self.waiting -= 1
 
-    def put_nowait(self, item: Delivery, targets: tuple[Subscription, ...]) -> None:
-        """Queue ``item`` for every target at once, or for none (:class:`QueueFull`)."""
+    def put_nowait(
+        self, entry: Entry, targets: tuple[Lane, ...], bound: int, shared: SharedWorker
+    ) -> None:
+        """Queue ``entry`` for every target at once, or for none (:class:`QueueFull`)."""
         if self.waiting:
             raise QueueFull("publishers are waiting for queue room; publish_sync cannot wait")
-        for sub in targets:
-            if sub.queue is not None and sub.queue.full():
+        for lane in targets:
+            if lane.queued >= bound:
                 raise QueueFull(
-                    f"the queue of handler {sub.name} is full ({sub.queue.maxsize} events); "
+                    f"the queue of handler {lane.sub.name} is full ({bound} events); "
                     "the event was not published (use await publish() to wait for room)"
                 )
-        for sub in targets:
-            sub.queue.put_nowait(item)  # type: ignore[union-attr]
+        admit(entry, targets, shared)
 
 
-def refuse_self_deadlock(current: Subscription, targets: tuple[Subscription, ...]) -> None:
+def refuse_self_deadlock(current: Lane, targets: tuple[Lane, ...], bound: int) -> None:
     """A handler waiting for room in its own queue would wait forever: refuse it."""
-    queue = current.queue
-    if queue is not None and queue.full() and current in targets:
+    if current.queued >= bound and current in targets:
         raise QueueFull(
-            f"handler {current.name} published to its own full queue; waiting would deadlock"
+            f"handler {current.sub.name} published to its own full queue; waiting would deadlock"
         )
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from enum import Enum
 
+from agent_events.agent_runtime._lanes import Lane
 from agent_events.agent_runtime.bus_metrics import BusMetrics
 from agent_events.agent_runtime.errors import InvalidEventError
 from agent_events.agent_runtime.events import EventType, EventTypeLike, SystemEvent
-from agent_events.agent_runtime.subscription import Subscription
 
 __all__ = ["Routes"]
 
@@ -21,33 +21,33 @@ _ANY = EventType.ANY
 
 
 class Routes:
-    """The subscriptions of one bus, by id, and the cached fan-out list per event type."""
+    """The subscriptions of one bus (their lanes), by id, and the cached fan-out list per type."""
 
     def __init__(self, metrics: BusMetrics | None, label: Callable[[EventTypeLike], str]) -> None:
         self._metrics = metrics
         self._label = label
-        self._subscriptions: dict[str, Subscription] = {}
-        self._targets: dict[EventTypeLike, tuple[Subscription, ...]] = {}
+        self._subscriptions: dict[str, Lane] = {}
+        self._targets: dict[EventTypeLike, tuple[Lane, ...]] = {}
         # Foreign types are never put here (not singletons).
-        self._targets_by_id: dict[int, tuple[EventTypeLike, tuple[Subscription, ...], str]] = {}
+        self._targets_by_id: dict[int, tuple[EventTypeLike, tuple[Lane, ...], str]] = {}
 
-    def __iter__(self) -> Iterator[Subscription]:
+    def __iter__(self) -> Iterator[Lane]:
         return iter(self._subscriptions.values())
 
     def __len__(self) -> int:
         return len(self._subscriptions)
 
-    def add(self, sub: Subscription) -> None:
-        self._subscriptions[sub.id] = sub
+    def add(self, lane: Lane) -> None:
+        self._subscriptions[lane.sub.id] = lane
         self._forget_targets()
 
-    def remove(self, subscription_id: str) -> Subscription | None:
+    def remove(self, subscription_id: str) -> Lane | None:
         sub = self._subscriptions.pop(subscription_id, None)
         if sub is not None:
             self._forget_targets()
         return sub
 
-    def accept(self, event: SystemEvent) -> tuple[Subscription, ...]:
+    def accept(self, event: SystemEvent) -> tuple[Lane, ...]:
         """Validate and count an event; the subscriptions it goes to."""
         if not isinstance(event, SystemEvent):
             raise InvalidEventError(f"publish takes a SystemEvent, got {type(event).__name__}")
@@ -66,14 +66,14 @@ class Routes:
             metrics.published[self._label(event_type)] += 1
         return self.targets_for(event_type)
 
-    def targets_for(self, event_type: EventTypeLike) -> tuple[Subscription, ...]:
+    def targets_for(self, event_type: EventTypeLike) -> tuple[Lane, ...]:
         """The subscriptions an event of ``event_type`` goes to, in subscription order."""
         targets = self._targets.get(event_type)
         if targets is None:
             targets = tuple(
                 s
                 for s in self._subscriptions.values()
-                if s.event_type is _ANY or s.event_type == event_type
+                if s.sub.event_type is _ANY or s.sub.event_type == event_type
             )
             self._targets[event_type] = targets
             if isinstance(event_type, Enum):

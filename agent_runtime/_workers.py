@@ -1,73 +1,83 @@
-"""The bus's worker tasks: one per subscription, started, moved, retired and stopped here.
+"""The bus's worker tasks: the shared one, and a subscriber's own while it lags.
 
-A worker serves its subscription's queue through the handler engine. Moving to a new
-loop keeps the queued events; retiring lets the worker finish its queue first, so an
-unsubscribe never drops what was already published.
+The shared worker runs handlers inline (:mod:`agent_runtime._inline`); a subscriber
+gets its own worker only while it lags. Moving to a new loop keeps the queued events;
+retiring lets a subscription finish what was queued for it first, so an unsubscribe
+never drops what was already published.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Iterable
-from contextvars import Context
 
 from agent_events.agent_runtime._engine import HandlerEngine
-from agent_events.agent_runtime.subscription import Subscription
+from agent_events.agent_runtime._inline import SharedWorker
+from agent_events.agent_runtime._lanes import Lane, Resumed
 
 __all__ = ["Workers"]
 
 
 class Workers:
-    """Starts and stops the worker task of each subscription."""
+    """Starts and stops the shared worker and the subscribers' own workers."""
 
-    def __init__(self, engine: HandlerEngine, max_queue_size: int) -> None:
+    def __init__(self, engine: HandlerEngine, shared: SharedWorker) -> None:
         self._engine = engine
-        self._max_queue_size = max_queue_size
-        self._retiring: dict[str, asyncio.Task[None]] = {}
+        self._shared = shared
+        self._retiring: dict[str, tuple[Lane, asyncio.Task[None]]] = {}
 
     @property
     def retiring(self) -> list[asyncio.Task[None]]:
-        """Workers of removed subscriptions still finishing their queues."""
-        return list(self._retiring.values())
+        """Removed subscriptions still finishing their events."""
+        return [task for _, task in self._retiring.values()]
 
-    def start(self, sub: Subscription, loop: asyncio.AbstractEventLoop) -> None:
-        """Give ``sub`` a fresh queue (keeping what its old one held) and a worker on ``loop``.
+    def lanes(self, current: Iterable[Lane]) -> list[Lane]:
+        """``current`` and the retiring lanes: every lane that may still hold events."""
+        return [*current, *(lane for lane, _ in self._retiring.values())]
 
-        The worker starts from an empty context: each event brings its publisher's.
+    def start(self, lanes: Iterable[Lane], loop: asyncio.AbstractEventLoop) -> None:
+        """Start the shared worker on ``loop``; what was queued stays queued.
+
+        A call cut off by the end of its loop cannot go on; a lagging subscriber's
+        other events get a worker on ``loop``.
         """
-        old = sub.queue
-        sub.queue = asyncio.Queue(self._max_queue_size)
-        while old is not None and not old.empty():
-            sub.queue.put_nowait(old.get_nowait())
-        sub.task = loop.create_task(
-            self._engine.work(sub), name=f"event-bus:{sub.id}:{sub.name}", context=Context()
-        )
+        self._shared.start(loop)
+        for lane in lanes:
+            kept = [job for job in lane.own if not isinstance(job, Resumed)]
+            lane.own.clear()
+            lane.own.extend(kept)
+            lane.waiter = None
+            lane.worker = None
+            lane.detached = bool(kept)
+            if kept:
+                lane.worker = loop.create_task(
+                    self._engine.finish(lane, None), context=contextvars.Context()
+                )
 
-    def retire(self, sub: Subscription) -> asyncio.Task[None] | None:
-        """Let ``sub``'s worker finish its queue, then stop it; the task doing so."""
-        task, queue = sub.task, sub.queue
-        if task is None or queue is None:
-            return None
-
-        async def finish_then_stop() -> None:
-            await queue.join()
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-        retiring = asyncio.get_running_loop().create_task(finish_then_stop())
-        self._retiring[sub.id] = retiring
-        retiring.add_done_callback(lambda _: self._retiring.pop(sub.id, None))
+    def retire(self, lane: Lane) -> asyncio.Task[None]:
+        """Let ``lane`` finish its events; the task waiting for that."""
+        retiring = asyncio.get_running_loop().create_task(lane.until_idle())
+        key = lane.sub.id
+        self._retiring[key] = (lane, retiring)
+        retiring.add_done_callback(lambda _: self._retiring.pop(key, None))
         return retiring
 
-    async def stop(self, subs: Iterable[Subscription]) -> None:
-        """Cancel every worker (retiring ones too) and wait for them to end."""
-        subs = list(subs)
-        tasks = [s.task for s in subs if s.task is not None]
-        tasks.extend(self._retiring.values())
+    async def stop(self, lanes: Iterable[Lane]) -> int:
+        """Cancel every worker, drop what is left; how many events that was."""
+        lanes = self.lanes(lanes)
+        tasks = [lane.worker for lane in lanes if lane.worker is not None]
+        tasks.extend(self.retiring)
+        if self._shared.task is not None:
+            tasks.append(self._shared.task)
+        self._shared.stopping = True
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for sub in subs:
-            sub.task = None
-            sub.queue = None
+        dropped = sum(lane.drop() for lane in lanes)
+        for lane in lanes:
+            lane.worker = None
+        self._shared.drop()
+        self._shared.task = None
         self._retiring.clear()
+        return dropped

@@ -2,26 +2,29 @@
 
 Guarantees:
 
-* **Order.** Each subscription has its own queue and worker, so every subscriber
-  sees events in the order they entered the bus (one global order for all
-  subscribers, also with concurrent publishers).
+* **Order.** Events enter one shared queue; every subscriber sees them in the order
+  they entered the bus (one global order for all subscribers, also with concurrent
+  publishers), whether its handler runs on the shared worker or its own.
 * **Isolation.** A handler that raises is logged and counted; other handlers and
-  the bus go on. A handler that runs past its timeout is cancelled
-  (:class:`HandlerTimeout`), so a hung handler delays only its own queue, and
+  the bus go on. The shared worker never waits on a handler: a call that suspends
+  moves, with its subscriber's later events, to that subscriber's own worker until
+  it catches up. A handler that runs past its timeout is cancelled
+  (:class:`HandlerTimeout`), so a hung handler delays only its own subscriber, and
   only for that long.
 * **Context.** A queued event carries its publisher's context: a handler reached
   by ``publish`` sees the publisher's trace span and bound log fields, as one
   reached by ``dispatch`` does.
-* **Bounded memory.** No queue holds more than ``max_queue_size`` events; events
-  are shared, never copied per handler. When a queue is full, ``await publish()``
-  waits for room (backpressure) and ``publish_sync()`` raises :class:`QueueFull`
-  without delivering the event to anyone.
+* **Bounded memory.** No subscriber has more than ``max_queue_size`` events waiting
+  (not yet started); events are shared, never copied per handler. When a subscriber's
+  queue is full, ``await publish()`` waits for room (backpressure) and
+  ``publish_sync()`` raises :class:`QueueFull` without delivering the event to anyone.
 * **Dispatch now.** ``await dispatch(event)`` runs the matching handlers at once,
   concurrently, and reports each one's outcome; the Kafka consumer runtime commits
   offsets on it.
 
 This module moves events (subscriptions, fan-out, queues, loops);
-:mod:`agent_runtime._engine` calls the handlers, for both paths.
+:mod:`agent_runtime._inline` runs them on the shared worker and
+:mod:`agent_runtime._engine` calls the handlers, for every path.
 """
 
 from __future__ import annotations
@@ -38,9 +41,12 @@ from agent_events.agent_runtime._engine import HandlerEngine
 from agent_events.agent_runtime._fanout import (
     PublisherContexts,
     SlowLane,
+    admit,
     hand_over,
     refuse_self_deadlock,
 )
+from agent_events.agent_runtime._inline import Entry, SharedWorker
+from agent_events.agent_runtime._lanes import Lane
 from agent_events.agent_runtime._routing import Routes
 from agent_events.agent_runtime._workers import Workers
 from agent_events.agent_runtime.bus_metrics import BusMetrics, LatencyStats, MetricsSnapshot
@@ -48,7 +54,6 @@ from agent_events.agent_runtime.errors import BusClosed, ConfigError
 from agent_events.agent_runtime.events import EventType, EventTypeLike, SystemEvent
 from agent_events.agent_runtime.resource import AsyncResource
 from agent_events.agent_runtime.subscription import (
-    Delivery,
     DispatchResult,
     Handler,
     HandlerOutcome,
@@ -101,7 +106,8 @@ class EventBus(AsyncResource):
         self._metrics: BusMetrics | None = BusMetrics() if enable_metrics else None
         self._engine = HandlerEngine(self._metrics)
         self._routes = Routes(self._metrics, self._engine.label)
-        self._workers = Workers(self._engine, max_queue_size)
+        self._shared = SharedWorker(self._engine)
+        self._workers = Workers(self._engine, self._shared)
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -127,7 +133,7 @@ class EventBus(AsyncResource):
         try:
             await asyncio.wait_for(self.join(), drain_timeout)
         except TimeoutError:
-            dropped = sum(s.queue.qsize() for s in self._routes if s.queue)
+            dropped = sum(lane.queued for lane in self._workers.lanes(self._routes))
             logger.warning("event bus stopped with %d undelivered events", dropped)
         await self._workers.stop(self._routes)
         self._engine.watchdog.close()
@@ -135,8 +141,8 @@ class EventBus(AsyncResource):
 
     async def join(self) -> None:
         """Wait until every event queued so far has been handled by every subscriber."""
-        queues = [s.queue for s in self._routes if s.queue is not None]
-        await asyncio.gather(*(q.join() for q in queues), *self._workers.retiring)
+        lanes = self._workers.lanes(self._routes)
+        await asyncio.gather(*(lane.until_idle() for lane in lanes), *self._workers.retiring)
 
     # --------------------------------------------------------------- subscriptions
 
@@ -153,11 +159,10 @@ class EventBus(AsyncResource):
         overrides the bus's ``handler_timeout`` for this handler (``None``: no limit).
         """
         limit = self.handler_timeout if handler_timeout is ... else handler_timeout
-        sub = Subscription(f"sub-{next(self._ids)}", event_type, handler, limit)
-        loop = self._bind()
-        self._routes.add(sub)
-        self._workers.start(sub, loop)
-        return sub.id
+        lane = Lane(Subscription(f"sub-{next(self._ids)}", event_type, handler, limit))
+        self._bind()
+        self._routes.add(lane)
+        return lane.sub.id
 
     async def unsubscribe(self, subscription_id: str, *, drain: bool = False) -> bool:
         """Stop delivering new events to a subscription; returns whether it existed.
@@ -166,17 +171,17 @@ class EventBus(AsyncResource):
         with ``drain=True`` so does this call (a producer stopping uses it so that
         every event published before is sent).
         """
-        sub = self._routes.remove(subscription_id)
-        if sub is None:
+        lane = self._routes.remove(subscription_id)
+        if lane is None:
             return False
-        retiring = self._workers.retire(sub)
-        if drain and retiring is not None:
+        retiring = self._workers.retire(lane)
+        if drain:
             await asyncio.shield(retiring)
         return True
 
     async def unsubscribe_handler(self, handler: Handler) -> int:
         """Remove every subscription of ``handler``; returns how many there were."""
-        ids = [s.id for s in self._routes if s.handler == handler]
+        ids = [lane.sub.id for lane in self._routes if lane.sub.handler == handler]
         for sub_id in ids:
             await self.unsubscribe(sub_id)
         return len(ids)
@@ -192,20 +197,22 @@ class EventBus(AsyncResource):
         if self._closed:
             raise BusClosed("the event bus is stopped; start it again before publishing")
         targets = self._routes.accept(event)
+        if not targets:
+            return
         if not self._on_bound_loop():
             self._bind()
         context = copy_context()  # PublisherContexts.capture(), inlined: the hot path
-        item: Delivery = (event, self._contexts.keep(context)) if context else event
+        entry: Entry = (event, self._contexts.keep(context) if context else None, targets)
         if self._slow.waiting:
-            await self._publish_waiting(item, targets)
+            await self._publish_waiting(entry, targets)
             return
-        # Fast path: one shared item, one put per subscriber, no checks beyond the
-        # queue's own; a full queue sends the rest to the slow path.
-        try:
-            for sub in targets:
-                sub.queue.put_nowait(item)  # type: ignore[union-attr]
-        except asyncio.QueueFull:
-            await self._publish_waiting(item, targets[targets.index(sub) :])
+        # Fast path: room with every target, so count the event and queue it once.
+        bound = self.max_queue_size
+        for lane in targets:
+            if lane.queued >= bound:
+                await self._publish_waiting(entry, targets)
+                return
+        admit(entry, targets, self._shared)
 
     def publish_sync(self, event: SystemEvent) -> None:
         """Publish from synchronous code; never waits for queue room.
@@ -227,17 +234,16 @@ class EventBus(AsyncResource):
         except RuntimeError:
             running = None
         loop = self._loop
-        captured = self._contexts.capture()
-        item: Delivery = event if captured is None else (event, captured)
+        entry: Entry = (event, self._contexts.capture(), targets)
         if running is not None and (loop is None or loop is running or not loop.is_running()):
             if loop is not running:
                 self._bind()
-            self._slow.put_nowait(item, targets)
+            self._slow.put_nowait(entry, targets, self.max_queue_size, self._shared)
         elif loop is not None and loop.is_running():
-            hand_over(self._deliver_later(item), loop, self.sync_publish_timeout)
+            hand_over(self._deliver_later(entry), loop, self.sync_publish_timeout)
         else:  # no loop anywhere: handlers run now, on a private loop
             try:
-                asyncio.run(self._engine.dispatch(event, targets))
+                asyncio.run(self._engine.dispatch(event, tuple(lane.sub for lane in targets)))
             finally:
                 self._engine.watchdog.close()  # its timer died with that loop
 
@@ -251,7 +257,7 @@ class EventBus(AsyncResource):
         run to these subscription ids, so a caller can retry just the handlers that
         failed.
         """
-        targets = self._routes.accept(event)
+        targets = tuple(lane.sub for lane in self._routes.accept(event))
         if only is not None:
             targets = tuple(s for s in targets if s.id in only)
         return await self._engine.dispatch(event, targets)
@@ -260,7 +266,7 @@ class EventBus(AsyncResource):
         """A snapshot of the metrics, or ``None`` when the bus was built without them."""
         if self._metrics is None:
             return None
-        depth = {f"{s.id}:{s.name}": s.queue.qsize() for s in self._routes if s.queue is not None}
+        depth = {f"{lane.sub.id}:{lane.sub.name}": lane.queued for lane in self._routes}
         return self._metrics.snapshot(depth)
 
     # ------------------------------------------------------------------- internals
@@ -285,22 +291,30 @@ class EventBus(AsyncResource):
         self._loop_thread = threading.get_ident()
         self._slow = SlowLane()
         self._engine.watchdog.follow(loop)
-        for sub in self._routes:
-            self._workers.start(sub, loop)
+        self._workers.start(self._workers.lanes(self._routes), loop)
         return loop
 
-    def _deliver_later(self, item: Delivery) -> Callable[[], None]:
-        """``publish_sync`` of ``item`` as the bus's loop thread will run it."""
-        event = item if isinstance(item, SystemEvent) else item[0]
-        return lambda: self._slow.put_nowait(item, self._routes.targets_for(event.event_type))
+    def _deliver_later(self, entry: Entry) -> Callable[[], None]:
+        """``publish_sync`` of ``entry`` as the bus's loop thread will run it."""
+        event, context, _ = entry
 
-    async def _publish_waiting(self, item: Delivery, targets: tuple[Subscription, ...]) -> None:
-        """Slow path: wait for room in each of ``targets``' queues, behind earlier waiters.
+        def deliver() -> None:
+            targets = self._routes.targets_for(event.event_type)
+            if targets:
+                later: Entry = (event, context, targets)
+                self._slow.put_nowait(later, targets, self.max_queue_size, self._shared)
 
-        Earlier targets already have the event. A handler that would wait for room
-        in its own queue is refused instead (it would wait forever).
+        return deliver
+
+    async def _publish_waiting(self, entry: Entry, targets: tuple[Lane, ...]) -> None:
+        """Slow path: wait for room with each of ``targets``, behind earlier waiters.
+
+        A handler that would wait for room in its own queue is refused instead (it
+        would wait forever).
         """
-        current = self._engine.serving(asyncio.current_task())
+        task = asyncio.current_task()
+        shared = self._shared
+        current = shared.stepping if task is shared.task else self._engine.serving(task)
         if current is not None:
-            refuse_self_deadlock(current, targets)
-        await self._slow.put(item, targets)
+            refuse_self_deadlock(current, targets, self.max_queue_size)
+        await self._slow.put(entry, targets, self.max_queue_size, self._shared)

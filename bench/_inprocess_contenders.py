@@ -26,6 +26,8 @@ from agent_events.agent_runtime.event_bus import EventBus, EventType, SystemEven
 __all__ = [
     "CONTENDERS",
     "FLOOR",
+    "FLOORS",
+    "FLOOR_ONE",
     "Contender",
     "ContenderSpec",
     "Handler",
@@ -132,6 +134,45 @@ class QueueFanout(Contender):
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class OneDispatcher(Contender):
+    """The cheapest correct floor: one bounded queue, one task awaiting the handlers in turn.
+
+    What a hand-written fan-out does: one task switch per event, whatever the number
+    of subscribers, but no isolation (a slow handler holds up all the others).
+    """
+
+    async def open(self, handlers: Sequence[Handler]) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(self.bound)
+        self.task = asyncio.create_task(self._consume(self.queue, tuple(handlers)))
+
+    @staticmethod
+    async def _consume(queue: asyncio.Queue[Any], handlers: tuple[Handler, ...]) -> None:
+        while True:
+            event = await queue.get()
+            for handler in handlers:
+                await handler(event)
+            queue.task_done()
+
+    async def publish(self, event: Any) -> None:
+        if self.queue.full():
+            await self.queue.put(event)
+        else:
+            self.queue.put_nowait(event)
+
+    def publish_nowait(self, event: Any) -> bool:
+        if self.queue.full():
+            return False
+        self.queue.put_nowait(event)
+        return True
+
+    def publish_from_thread(self, loop: asyncio.AbstractEventLoop, event: Any) -> None:
+        _hand_off(loop, lambda: self.publish_nowait(event))
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
 
 
 class AgentEventsBus(Contender):
@@ -336,11 +377,14 @@ class ContenderSpec:
 
 
 FLOOR = "asyncio.Queue fan-out (floor)"
+FLOOR_ONE = "floor-one-dispatcher"
+FLOORS = (FLOOR, FLOOR_ONE)
 OURS = "agent-events EventBus"
 OURS_METRICS = "agent-events EventBus, metrics on"
 
 CONTENDERS: tuple[ContenderSpec, ...] = (
     ContenderSpec(FLOOR, QueueFanout, notes="one bounded queue + task per subscriber"),
+    ContenderSpec(FLOOR_ONE, OneDispatcher, notes="one bounded queue + one task for all"),
     ContenderSpec(OURS, AgentEventsBus, notes="ANY and type subscriptions mixed"),
     ContenderSpec(OURS_METRICS, AgentEventsBusWithMetrics, in_bounded_table=False),
     ContenderSpec(
@@ -366,6 +410,21 @@ CONTENDERS: tuple[ContenderSpec, ...] = (
 )
 
 
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: how busy the machine was around a run."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
 def machine_description() -> dict[str, str]:
     """CPU, cores, Python and contender versions, for the report header."""
     cpu = platform.processor() or platform.machine()
@@ -377,7 +436,10 @@ def machine_description() -> dict[str, str]:
                     break
     except OSError:
         pass
-    versions = ", ".join(f"{s.requires} {s.version}" for s in CONTENDERS if s.requires)
+    versions = ", ".join(
+        [f"agent-events {_version('agent-events')}"]
+        + [f"{s.requires} {s.version}" for s in CONTENDERS if s.requires]
+    )
     return {
         "cpu": cpu,
         "cores": str(os.cpu_count()),

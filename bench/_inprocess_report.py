@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from bench._inprocess_contenders import CONTENDERS, FLOOR, OURS, OURS_METRICS
+from bench._inprocess_contenders import CONTENDERS, FLOOR, FLOOR_ONE, FLOORS, OURS, OURS_METRICS
 
 if TYPE_CHECKING:
     from bench.inprocess import Results, Spread
@@ -68,6 +68,8 @@ def print_report(results: Results) -> None:
     console.print(
         f"[bold]In-process bus benchmark[/bold]  {m['cpu']}, {m['cores']} cores, {m['python']}, "
         f"{m['os']}\ncontenders: {m['versions']}\n"
+        f"load average (1/5/15 min): {m.get('load_start', '?')} at start, "
+        f"{m.get('load_end', '?')} at end\n"
         f"{s.repeats} repeats per figure, shown as median (min–max); ratios are medians "
         f"against the {FLOOR}. Queue bound 10,000 per subscriber."
     )
@@ -91,6 +93,7 @@ def print_report(results: Results) -> None:
             cells += [_spread(spread), _ratio(spread.median, base)]
         table.add_row(name, f"{results.events_used[name]:,}", *cells)
     console.print(table)
+    _print_round_ratios(console, results)
 
     table = Table(
         title=f"publish -> handler start latency at {s.latency_rate:,.0f} events/s for "
@@ -177,9 +180,46 @@ def print_report(results: Results) -> None:
         console.print(f"  [yellow]{name}: {why}[/yellow]")
 
 
+def _print_round_ratios(console: Console, results: Results) -> None:
+    """Throughput / floor, round by round, as median (min–max), against both floors."""
+    table = Table(
+        title="throughput vs each floor, per interleaved round: median (min–max) of the "
+        "round ratios"
+    )
+    table.add_column("bus", no_wrap=True)
+    table.add_column("floor", no_wrap=True)
+    for n in (1, 4, 16):
+        table.add_column(f"{n} subscriber{'s' if n > 1 else ''}", justify="right")
+    for name in results.throughput:
+        if name in FLOORS:
+            continue
+        for floor in FLOORS:
+            if floor not in results.throughput:
+                continue
+            cells = []
+            for n in (1, 4, 16):
+                spread = results.round_ratios(name, floor, n)
+                cells.append(
+                    f"{spread.median:.2f}x ({spread.low:.2f}–{spread.high:.2f})"
+                    if spread.samples
+                    else "-"
+                )
+            table.add_row(name, floor, *cells)
+    console.print(table)
+
+
 def check_targets(results: Results) -> list[str]:
     """One line per target: MET or MISSED, with the figures behind it."""
     lines: list[str] = []
+    for n in (4, 16):
+        ratios = results.round_ratios(OURS, FLOOR_ONE, n)
+        if ratios.samples:
+            verdict = "MET" if ratios.median >= FLOOR_SHARE_TARGET else "MISSED"
+            lines.append(
+                f"{verdict}: {n} subscribers at {ratios.median:.2f}x (rounds "
+                f"{ratios.low:.2f}–{ratios.high:.2f}) of the {FLOOR_ONE} floor "
+                f"(target >= {FLOOR_SHARE_TARGET:.2f}x)"
+            )
     if OURS in results.throughput and FLOOR in results.throughput:
         share = results.throughput[OURS][4].median / results.throughput[FLOOR][4].median
         verdict = "MET" if share >= FLOOR_SHARE_TARGET else "MISSED"

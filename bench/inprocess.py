@@ -34,9 +34,11 @@ from typing import Any
 
 from bench._inprocess_contenders import (
     CONTENDERS,
+    FLOORS,
     Contender,
     ContenderSpec,
     Handler,
+    load_average,
     machine_description,
 )
 
@@ -315,10 +317,28 @@ class Results:
     memory_per_event: dict[str, MemoryRun | None] = field(default_factory=dict)
     memory_bounded: dict[str, list[MemoryRun]] = field(default_factory=dict)
 
+    def round_ratios(self, name: str, floor: str, subscribers: int) -> Spread:
+        """``name`` / ``floor`` throughput round by round (both ran in the same round)."""
+        ours = self.throughput.get(name, {}).get(subscribers)
+        base = self.throughput.get(floor, {}).get(subscribers)
+        if ours is None or base is None:
+            return Spread()
+        return Spread([a / b for a, b in zip(ours.samples, base.samples, strict=False) if b])
+
     def as_json(self) -> dict[str, Any]:
         return {
             "settings": asdict(self.settings),
             "machine": self.machine,
+            "throughput_round_ratios": {
+                name: {
+                    floor: {
+                        str(n): self.round_ratios(name, floor, n).as_dict()
+                        for n in SUBSCRIBER_COUNTS
+                    }
+                    for floor in FLOORS
+                }
+                for name in self.throughput
+            },
             "unavailable": self.unavailable,
             "events_used": self.events_used,
             "thread_events_used": self.thread_events_used,
@@ -352,7 +372,7 @@ async def run_benchmark(settings: Settings, progress: Progress = lambda _: None)
     """Run every scenario for every contender; repeats interleave contenders (fair drift)."""
     logging.getLogger("bubus").setLevel(logging.CRITICAL)
     logging.getLogger("agent_events.agent_runtime").setLevel(logging.CRITICAL)
-    results = Results(settings, machine_description())
+    results = Results(settings, machine_description() | {"load_start": load_average()})
     specs = []
     for spec in CONTENDERS:
         missing = spec.unavailable_reason()
@@ -367,6 +387,8 @@ async def run_benchmark(settings: Settings, progress: Progress = lambda _: None)
         results.latency_p99[spec.name] = Spread()
         results.thread[spec.name] = Spread()
 
+    # Rounds interleave contenders (round 1: A, B, C; round 2: A, B, C ...), so the
+    # ratios of one round compare runs that saw the same machine load.
     for repeat in range(settings.repeats):
         for subscribers in SUBSCRIBER_COUNTS:
             for spec in specs:
@@ -406,6 +428,7 @@ async def run_benchmark(settings: Settings, progress: Progress = lambda _: None)
                 for offered in settings.memory_offered
             ]
             results.memory_bounded[spec.name] = [r for r in runs if r is not None]
+    results.machine["load_end"] = load_average()
     return results
 
 

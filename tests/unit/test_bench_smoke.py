@@ -10,6 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CONTENDERS = (
     "asyncio.Queue fan-out (floor)",
+    "floor-one-dispatcher",
     "agent-events EventBus",
     "agent-events EventBus, metrics on",
     "bubus",
