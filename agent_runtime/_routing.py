@@ -30,6 +30,8 @@ class Routes:
         self._targets: dict[EventTypeLike, tuple[Lane, ...]] = {}
         # Foreign types are never put here (not singletons).
         self._targets_by_id: dict[int, tuple[EventTypeLike, tuple[Lane, ...], str]] = {}
+        self._wanted: frozenset[str] | None = None  # labels subscribed to; None: rebuild
+        self._wants_any = False
 
     def __iter__(self) -> Iterator[Lane]:
         return iter(self._subscriptions.values())
@@ -81,7 +83,17 @@ class Routes:
                 self._targets_by_id[id(event_type)] = (event_type, targets, label)
         return targets
 
+    def wants(self, label: str) -> bool:
+        """Whether any subscription takes events whose type label is ``label``."""
+        wanted = self._wanted
+        if wanted is None:
+            subs = [lane.sub.event_type for lane in self._subscriptions.values()]
+            self._wants_any = _ANY in subs
+            wanted = self._wanted = frozenset(self._label(t) for t in subs if t is not _ANY)
+        return self._wants_any or label in wanted
+
     def _forget_targets(self) -> None:
         """Drop the cached fan-out lists; the next publish of each type rebuilds them."""
         self._targets.clear()
         self._targets_by_id.clear()
+        self._wanted = None

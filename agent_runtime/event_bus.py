@@ -262,6 +262,11 @@ class EventBus(AsyncResource):
             targets = tuple(s for s in targets if s.id in only)
         return await self._engine.dispatch(event, targets)
 
+    def wants(self, type_label: str) -> bool:
+        """Whether an event whose type label (:func:`type_label`) is ``type_label`` would reach
+        any handler: a consumer checks the record's ``event_type`` header before decoding."""
+        return self._routes.wants(type_label)
+
     def get_metrics(self) -> MetricsSnapshot | None:
         """A snapshot of the metrics, or ``None`` when the bus was built without them."""
         if self._metrics is None:

@@ -2,6 +2,8 @@
 
 For every record, in this order:
 
+0. Skip it, undecoded, if its ``event_type`` header names a type no handler subscribed
+   to (a service that counts completions never decodes the other events).
 1. Skip it if it is a re-drive meant for another consumer group (that group
    failed it; this one handled it the first time).
 2. Decode it; a record that cannot be decoded (tombstone, empty, garbage) goes to
@@ -36,6 +38,7 @@ from agent_events.agent_runtime.events import SystemEvent
 from agent_events.consumers.config import ConsumerConfig
 from agent_events.consumers.dlq import DeadLetter
 from agent_events.consumers.intake import Skip, admit
+from agent_events.producers.headers import EVENT_TYPE_HEADER, header_value
 from agent_events.schemas.codec import EventCodec
 from agent_events.transport import backoff_delay
 
@@ -67,6 +70,9 @@ class ProcessingStats:
     dead_lettered: int = 0
     decode_errors: int = 0
     skipped: int = 0
+    """Records re-driven for another consumer group."""
+    unwanted: int = 0
+    """Records of an event type no handler subscribed to (their header says so)."""
     failed_by_handler: dict[str, int] = field(default_factory=dict)
 
 
@@ -119,6 +125,10 @@ class RecordProcessor:
             await self._process(record)
 
     async def _process(self, record: Record) -> None:
+        label = header_value(record.headers, EVENT_TYPE_HEADER)
+        if label is not None and not self._bus.wants(label.decode("utf-8", "replace")):
+            self.stats.unwanted += 1  # no handler takes this type: not decoded at all
+            return
         admitted = admit(record, self._codec, group_id=self._config.group_id, handler=None)
         if isinstance(admitted, Skip):
             self.stats.skipped += 1

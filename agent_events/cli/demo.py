@@ -258,7 +258,9 @@ async def _serve(host: ServiceHost) -> None:
 def _done(host: ServiceHost, last: dict[str, int]) -> int:
     if isinstance(host.consumer, ConsumerService):
         stats = host.consumer.processor.stats
-        last[host.service.name] = stats.handled + stats.dead_lettered + stats.skipped
+        last[host.service.name] = (
+            stats.handled + stats.dead_lettered + stats.skipped + stats.unwanted
+        )
     return last.get(host.service.name, 0)
 
 

@@ -230,6 +230,7 @@ class ServiceHost(AsyncResource):
                 "handled": stats.handled,
                 "retried": stats.retried,
                 "dead_lettered": stats.dead_lettered,
+                "not_subscribed": stats.unwanted,
             }
         return summary
 

@@ -346,3 +346,40 @@ async def test_a_dead_letter_that_cannot_be_written_stops_the_publisher_loudly(
         with pytest.raises(KafkaError, match="stopping rather than skip"):
             async with asyncio.timeout(30):
                 await publisher.publish(letter)
+
+
+async def test_records_of_types_no_handler_takes_are_skipped_without_decoding(
+    broker: RunningBroker, new_topic: NewTopic
+) -> None:
+    """The ``event_type`` header decides before the value is decoded: a service that handles
+    completions never decodes (nor dead-letters) a started event; a tombstone has no header
+    and still goes to the DLQ."""
+    topic = await new_topic(partitions=1)
+    dlq = await new_topic(partitions=1, name=f"{topic}.dlq")
+    started = SystemEvent(event_type=EventType.AGENT_STARTED, agent_id="agent", session_id="s")
+    await produce(broker.bootstrap_servers, topic, [started, session_event("s", 1)])
+    raw = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
+    await raw.start()
+    try:  # garbage labelled as a type nobody takes, then a tombstone
+        await raw.send_and_wait(
+            topic, b"garbage", key=b"s", headers=[("event_type", b"agent_started")]
+        )
+        await raw.send_and_wait(topic, None, key=b"s")
+    finally:
+        await raw.stop()
+    await produce(broker.bootstrap_servers, topic, [session_event("s", 2)])
+    seen: list[int] = []
+
+    async def completions(event: SystemEvent) -> None:
+        seen.append(int(event.metadata["seq"]))  # type: ignore[arg-type]
+
+    async with ConsumerService(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-g",
+        dlq_topic=dlq,
+        handlers=[(EventType.AGENT_COMPLETED, completions)],
+    ) as service:
+        stats = service.processor.stats
+        await run_until(service, lambda: seen == [1, 2] and stats.dead_lettered == 1)
+    assert (stats.unwanted, stats.decode_errors, stats.handled) == (2, 1, 2)

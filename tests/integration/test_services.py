@@ -100,7 +100,7 @@ def handled(host: ServiceHost) -> int:
     if host.consumer is None:
         return 0
     stats = host.consumer.processor.stats
-    return stats.handled + stats.dead_lettered
+    return stats.handled + stats.dead_lettered + stats.unwanted
 
 
 async def scrape(host: ServiceHost) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -234,3 +234,20 @@ async def test_a_handler_that_cancels_its_own_task_stalls_no_other_subscriber() 
         async with asyncio.timeout(5):
             await bus.join()
     assert seen == list(range(10))
+
+
+async def test_wants_says_which_type_labels_reach_a_handler() -> None:
+    async with EventBus() as bus:
+
+        async def handler(event: SystemEvent) -> None:
+            return None
+
+        assert not bus.wants("agent_started")
+        sub = await bus.subscribe(EventType.AGENT_COMPLETED, handler)
+        assert bus.wants("agent_completed")
+        assert not bus.wants("agent_started")
+        any_sub = await bus.subscribe(EventType.ANY, handler)
+        assert bus.wants("agent_started")
+        await bus.unsubscribe(any_sub)
+        await bus.unsubscribe(sub)
+        assert not bus.wants("agent_completed")
