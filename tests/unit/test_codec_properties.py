@@ -174,3 +174,24 @@ def test_spliced_encoding_raises_only_decode_errors(
     end = data.draw(st.integers(min_value=start, max_value=len(encoded)))
     insert = data.draw(st.binary(max_size=12))
     _decode_or_decode_error(encoded[:start] + insert + encoded[end:])
+
+
+def test_a_decoded_event_is_the_object_pydantic_would_construct() -> None:
+    """The codec builds trusted events without pydantic's per-field loop: same object."""
+    from agent_events.agent_runtime.events import EventType, SystemEvent
+    from agent_events.schemas.codec import decode_event, encode_event
+
+    event = SystemEvent(
+        event_type=EventType.ERROR_OCCURRED,
+        agent_id="a",
+        session_id="s",
+        metadata={"nested": {"x": [1, None]}},
+        error_type="Timeout",
+    )
+    decoded = decode_event(encode_event(event))
+    constructed = SystemEvent.model_construct(**dict(event))
+    assert decoded == event
+    assert repr(decoded) == repr(constructed)
+    assert decoded.model_fields_set == constructed.model_fields_set
+    assert decoded.model_dump_json() == event.model_dump_json()
+    assert decoded.model_copy(update={"agent_id": "b"}).agent_id == "b"
