@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -198,74 +201,41 @@ async def test_exactly_once_on_a_broker_without_transactions_refuses_at_start(
         await processor.start()
 
 
-async def test_tombstone_empty_and_garbage_values_go_to_the_dlq_and_the_partition_moves_on(
-    broker: RunningBroker, broker_capabilities: BrokerCapabilities, new_topic: NewTopic
-) -> None:
-    topic = await new_topic(partitions=1)
+@dataclass
+class BadRecordRun:
+    """What :func:`windows_around_bad_records` saw: the windows, DLQ and late records."""
+
+    rows: list[Any]
+    letters: list[Any]
+    lates: list[Any]
+    dead_lettered: int
+    late_events: int
+
+
+async def windows_around_bad_records(
+    broker: RunningBroker,
+    caps: BrokerCapabilities,
+    topic: str,
+    bad: list[bytes | None],
+    *,
+    late: Sequence[SystemEvent] = (),
+) -> BadRecordRun:
+    """300 good events, the ``bad`` values, 500 more (then ``late``), through a processor
+    with a DLQ and a late topic: the windows must be the oracle's, and every bad record
+    and late event accounted for."""
     events = stream(800, step_ms=250)
     expected = tumbling_oracle(events, 60_000, 5_000)
-    bad_values = [None, b"", b"\x00\x01 garbage, not Avro"]
     await produce(broker.bootstrap_servers, topic, events[:300])
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for value in bad_values:
-            await producer.send_and_wait(topic, value, key=b"session-0")
-    finally:
-        await producer.stop()
-    await produce(broker.bootstrap_servers, topic, events[300:])
-    async with running(
-        bootstrap_servers=broker.bootstrap_servers,
-        topics=[topic],
-        group_id=f"{topic}-g",
-        output_topic=f"{topic}.aggregates",
-        dlq_topic=f"{topic}.dlq",
-        window="tumbling:60s",
-        grace="5s",
-        processing_guarantee=guarantee(broker_capabilities),
-    ) as processor:
-        rows = await read_aggregates(
-            broker.bootstrap_servers,
-            f"{topic}.aggregates",
-            until=lambda rows: len(rows) >= len(expected),
-        )
-        assert processor.metrics_snapshot().dead_lettered == len(bad_values)
-        letters = await read_records(broker.bootstrap_servers, f"{topic}.dlq", len(bad_values))
-    assert as_windows(rows) == expected, "only the good events are counted"
-    assert [r.value for r in letters] == bad_values  # type: ignore[attr-defined]
-    for letter in letters:
-        errors = error_headers_of(letter.headers)  # type: ignore[attr-defined]
-        assert (errors["stage"], errors["consumer.group"]) == ("decode", f"{topic}-g")
-
-
-async def _produce_raw(bootstrap: str, topic: str, values: list[bytes]) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", max_request_size=2 * 1024 * 1024
+        bootstrap_servers=broker.bootstrap_servers, acks="all", max_request_size=2 * 1024 * 1024
     )
     await producer.start()
     try:
-        for value in values:
+        for value in bad:
             await producer.send_and_wait(topic, value, key=b"session-0")
     finally:
         await producer.stop()
-
-
-@pytest.mark.broker_kinds("kafka")
-async def test_records_near_the_source_limit_are_copied_whole_to_the_dlq_and_late_topics(
-    broker: RunningBroker, broker_capabilities: BrokerCapabilities, new_topic: NewTopic
-) -> None:
-    """Old: the copy (value + headers) was over the output producer's 1 MiB, the commit
-    aborted and restored forever and the partition never moved on."""
-    topic = await new_topic(partitions=1)
-    events = stream(800, step_ms=250)
-    expected = tumbling_oracle(events, 60_000, 5_000)
-    garbage = b"\x00not Avro" + b"g" * 1_048_000  # the source takes it; plus headers, over 1 MiB
-    late = events[0].model_copy(
-        update={"event_id": str(uuid.uuid4()), "metadata": {"blob": "x" * 1_045_000}}
-    )
-    await produce(broker.bootstrap_servers, topic, events[:300])
-    await _produce_raw(broker.bootstrap_servers, topic, [garbage])
-    await produce(broker.bootstrap_servers, topic, [*events[300:], late])
+    await produce(broker.bootstrap_servers, topic, [*events[300:], *late])
     async with running(
         bootstrap_servers=broker.bootstrap_servers,
         topics=[topic],
@@ -275,20 +245,50 @@ async def test_records_near_the_source_limit_are_copied_whole_to_the_dlq_and_lat
         late_topic=f"{topic}.late",
         window="tumbling:60s",
         grace="5s",
-        processing_guarantee=guarantee(broker_capabilities),
+        processing_guarantee=guarantee(caps),
     ) as processor:
         rows = await read_aggregates(
             broker.bootstrap_servers,
             f"{topic}.aggregates",
             until=lambda rows: len(rows) >= len(expected),
         )
-        letters = await read_records(broker.bootstrap_servers, f"{topic}.dlq", 1)
-        lates = await read_records(broker.bootstrap_servers, f"{topic}.late", 1)
+        letters = await read_records(broker.bootstrap_servers, f"{topic}.dlq", len(bad))
+        lates = await read_records(broker.bootstrap_servers, f"{topic}.late", len(late))
         snapshot = processor.metrics_snapshot()
-    assert as_windows(rows) == expected
-    assert (snapshot.dead_lettered, snapshot.late_events) == (1, 1)
-    assert letters[0].value == garbage  # type: ignore[attr-defined]
-    assert late.event_id.encode() in lates[0].value  # type: ignore[attr-defined]
+    assert as_windows(rows) == expected, "only the good events are counted"
+    return BadRecordRun(rows, letters, lates, snapshot.dead_lettered, snapshot.late_events)
+
+
+async def test_tombstone_empty_and_garbage_values_go_to_the_dlq_and_the_partition_moves_on(
+    broker: RunningBroker, broker_capabilities: BrokerCapabilities, new_topic: NewTopic
+) -> None:
+    topic = await new_topic(partitions=1)
+    bad_values = [None, b"", b"\x00\x01 garbage, not Avro"]
+    run = await windows_around_bad_records(broker, broker_capabilities, topic, bad_values)
+    assert run.dead_lettered == len(bad_values)
+    assert [r.value for r in run.letters] == bad_values
+    for letter in run.letters:
+        errors = error_headers_of(letter.headers)
+        assert (errors["stage"], errors["consumer.group"]) == ("decode", f"{topic}-g")
+
+
+@pytest.mark.broker_kinds("kafka")
+async def test_records_near_the_source_limit_are_copied_whole_to_the_dlq_and_late_topics(
+    broker: RunningBroker, broker_capabilities: BrokerCapabilities, new_topic: NewTopic
+) -> None:
+    """Old: the copy (value + headers) was over the output producer's 1 MiB, the commit
+    aborted and restored forever and the partition never moved on."""
+    topic = await new_topic(partitions=1)
+    garbage = b"\x00not Avro" + b"g" * 1_048_000  # the source takes it; plus headers, over 1 MiB
+    late = stream(1)[0].model_copy(
+        update={"event_id": str(uuid.uuid4()), "metadata": {"blob": "x" * 1_045_000}}
+    )
+    run = await windows_around_bad_records(
+        broker, broker_capabilities, topic, [garbage], late=[late]
+    )
+    assert (run.dead_lettered, run.late_events) == (1, 1)
+    assert run.letters[0].value == garbage
+    assert str(late.event_id).encode() in run.lates[0].value
 
 
 @pytest.mark.broker_kinds("kafka")
@@ -297,31 +297,10 @@ async def test_a_dead_letter_over_the_dlq_topics_limit_goes_without_its_value(
 ) -> None:
     topic = await new_topic(partitions=1)
     await new_topic(partitions=1, name=f"{topic}.dlq", configs={"max.message.bytes": "100000"})
-    events = stream(800, step_ms=250)
-    expected = tumbling_oracle(events, 60_000, 5_000)
     garbage = b"\x00not Avro" + b"g" * 200_000
-    await produce(broker.bootstrap_servers, topic, events[:300])
-    await _produce_raw(broker.bootstrap_servers, topic, [garbage])
-    await produce(broker.bootstrap_servers, topic, events[300:])
-    async with running(
-        bootstrap_servers=broker.bootstrap_servers,
-        topics=[topic],
-        group_id=f"{topic}-g",
-        output_topic=f"{topic}.aggregates",
-        dlq_topic=f"{topic}.dlq",
-        window="tumbling:60s",
-        grace="5s",
-        processing_guarantee=guarantee(broker_capabilities),
-    ):
-        rows = await read_aggregates(
-            broker.bootstrap_servers,
-            f"{topic}.aggregates",
-            until=lambda rows: len(rows) >= len(expected),
-        )
-        letters = await read_records(broker.bootstrap_servers, f"{topic}.dlq", 1)
-    assert as_windows(rows) == expected
-    errors = error_headers_of(letters[0].headers)  # type: ignore[attr-defined]
-    assert letters[0].value is None  # type: ignore[attr-defined]
+    run = await windows_around_bad_records(broker, broker_capabilities, topic, [garbage])
+    errors = error_headers_of(run.letters[0].headers)
+    assert run.letters[0].value is None
     assert (errors["value.truncated"], errors["value.size"]) == ("true", str(len(garbage)))
     assert errors["value.sha256"] == hashlib.sha256(garbage).hexdigest()
     assert (errors["topic"], errors["offset"]) == (topic, "300")
