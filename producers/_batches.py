@@ -86,28 +86,35 @@ class PartitionBatches:
         headers: Headers,
         pending: Pending,
     ) -> None:
-        """Append one record to ``tp``'s open batch (step 1); waits only while handing off."""
-        batch = self._open.get(tp)
-        if batch is None:
-            batch = self._open_batch(tp)
-        elif (
-            batch.builder.append(key=key, value=value, timestamp=timestamp_ms, headers=headers)
-            is not None
-        ):
-            batch.records.append(pending)
-            return
-        else:
-            await self.hand_off(tp)
-            batch = self._open_batch(tp)
-        # A fresh batch takes its first record whatever its size (the caller checked it).
-        batch.builder.append(key=key, value=value, timestamp=timestamp_ms, headers=headers)
-        batch.records.append(pending)
+        """Append one record to ``tp``'s open batch (step 1); waits only while handing off.
+
+        While this waits for a full batch to be handed off, another sender may open the
+        next batch of ``tp``: the record then joins that one (or, full, hands it off too).
+        """
+        while True:
+            batch = self._open.get(tp)
+            if batch is None:
+                batch = self._open_batch(tp)
+            appended = batch.builder.append(
+                key=key, value=value, timestamp=timestamp_ms, headers=headers
+            )
+            if appended is not None:
+                batch.records.append(pending)
+                return
+            if not batch.records:  # aiokafka's builder takes any first record
+                raise AssertionError("an empty batch refused a record")
+            await self._hand_off(tp, batch)
 
     async def hand_off(self, tp: TopicPartition) -> None:
         """Give ``tp``'s open batch to aiokafka, after the batches opened before it."""
-        batch = self._open.pop(tp, None)
-        if batch is None:
-            return
+        batch = self._open.get(tp)
+        if batch is not None:
+            await self._hand_off(tp, batch)
+
+    async def _hand_off(self, tp: TopicPartition, batch: _OpenBatch) -> None:
+        if self._open.get(tp) is not batch:
+            return  # handed off already (by the linger timer or another sender)
+        del self._open[tp]
         if batch.linger is not None:
             batch.linger.cancel()
         lock = self._locks.get(tp)
@@ -140,7 +147,7 @@ class PartitionBatches:
         if self._open.get(tp) is not batch:
             return  # handed off already, because it filled up
         batch.linger = None
-        task = asyncio.get_running_loop().create_task(self.hand_off(tp))
+        task = asyncio.get_running_loop().create_task(self._hand_off(tp, batch))
         self._hand_offs.add(task)
         task.add_done_callback(self._hand_offs.discard)
 
