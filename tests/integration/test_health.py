@@ -11,22 +11,17 @@ withdrawn and marked stale, and the outage costs a handful of log lines, not tho
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from aiokafka.admin import NewTopic
 from kafka_support import produce
-from prometheus_client.parser import text_string_to_metric_families
+from test_consume_cli import ConsumeProcess
 
 import agent_events
 from agent_events.agent_runtime.events import EventType, SystemEvent
@@ -71,66 +66,25 @@ async def dev_broker(tmp_path: Path, kafka_allowed: None) -> AsyncIterator[tuple
             await asyncio.to_thread(stop_process_group, state.pid, timeout=15)
 
 
-class ServiceProcess:
-    """One ``agent-events consume`` process; its JSON log lines go to a file."""
+class ServiceProcess(ConsumeProcess):
+    """An ``agent-events consume`` process importing this checkout, sampling lag every second."""
 
     def __init__(self, args: list[str], workdir: Path) -> None:
-        self.stderr_path = workdir / "service.stderr"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_EVENTS_")}
-        path = os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH")) if p)
-        with self.stderr_path.open("wb") as err:
-            self.proc = subprocess.Popen(
-                [*CLI, "consume", *args, "--metrics-port", "0", "--log-format", "json"],
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                cwd=workdir,
-                env={**env, "PYTHONPATH": path, "AGENT_EVENTS_LAG_INTERVAL_S": "1"},
-            )
-        self.url = ""
+        path = os.pathsep.join(p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = {"PYTHONPATH": path, "AGENT_EVENTS_LAG_INTERVAL_S": "1"}
+        super().__init__(args, workdir, "service", env)
 
-    def log_lines(self) -> list[dict[str, Any]]:
-        lines = []
-        for line in self.stderr_path.read_text().splitlines():
-            with contextlib.suppress(json.JSONDecodeError):
-                lines.append(json.loads(line))
-        return lines
-
-    async def started(self) -> str:
-        async def found() -> bool:
-            if self.proc.poll() is not None:
-                pytest.fail(f"consume exited with {self.proc.returncode}: {self.tail()}")
-            urls = [line["metrics_url"] for line in self.log_lines() if line.get("metrics_url")]
-            self.url = urls[0] if urls else ""
-            return bool(urls)
-
-        await until(found, "the service to start", 90)
-        return self.url
+    @property
+    def url(self) -> str:
+        return self.metrics_url or ""
 
     async def get(self, path: str) -> tuple[int, str]:
         async with httpx.AsyncClient(timeout=5) as client:
             response = await client.get(self.url + path)
         return response.status_code, response.text
 
-    async def metrics(self) -> Samples:
-        status, text = await self.get("/metrics")
-        assert status == 200
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-        }
-
     def tail(self) -> str:
-        return self.stderr_path.read_text()[-3000:]
-
-    async def terminate(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(asyncio.to_thread(self.proc.wait), 60)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        return self.stderr_tail()
 
 
 async def until(condition: Callable[[], Awaitable[bool]], what: str, deadline_s: float) -> float:
