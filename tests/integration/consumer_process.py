@@ -33,7 +33,7 @@ async def main(out: TextIO) -> None:
     def write(event: SystemEvent, phase: str) -> None:
         line = {"session": event.session_id, "seq": event.metadata["seq"], "pid": os.getpid()}
         if trace:
-            line |= {"phase": phase, "t": time.time()}
+            line |= {"phase": phase, "t": time.time(), "rebalances": service.rebalances}
         out.write(json.dumps(line) + "\n")
         out.flush()
 

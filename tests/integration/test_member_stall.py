@@ -49,6 +49,8 @@ class Line:
     seq: int
     pid: int
     t: float
+    rebalances: int
+    """Revocations the member had seen when it wrote the line."""
 
 
 class TracedMember:
@@ -78,7 +80,16 @@ class TracedMember:
         for raw in self.out.read_text().splitlines():
             if raw.strip():
                 row = json.loads(raw)
-                found.append(Line(row["phase"], row["session"], row["seq"], row["pid"], row["t"]))
+                found.append(
+                    Line(
+                        row["phase"],
+                        row["session"],
+                        row["seq"],
+                        row["pid"],
+                        row["t"],
+                        row["rebalances"],
+                    )
+                )
         return found
 
     def done(self) -> set[tuple[str, int]]:
@@ -114,7 +125,11 @@ def in_flight_at(lines: list[Line], t: float) -> set[tuple[str, int]]:
 
 
 def zombie_starts(a: list[Line], b: list[Line], resumed_at: float) -> list[Line]:
-    """A's starts after it was thawed of a record B had already started, or gone past."""
+    """A's starts after it was thawed, before it rejoined the group (no revocation since the
+    freeze), of a record B had already started, or gone past. After a rejoin, A starts from
+    the committed offsets: a record B handled but could not commit is handled again, as
+    after any rebalance (at least once), which is not the stall's doing."""
+    frozen_rebalances = max((x.rebalances for x in a if x.t < resumed_at), default=0)
     b_starts: dict[str, list[Line]] = defaultdict(list)
     for x in b:
         if x.phase == "start":
@@ -124,6 +139,7 @@ def zombie_starts(a: list[Line], b: list[Line], resumed_at: float) -> list[Line]
         for x in a
         if x.phase == "start"
         and x.t >= resumed_at
+        and x.rebalances == frozen_rebalances
         and any(y.seq >= x.seq and y.t < x.t for y in b_starts[x.session])
     ]
 
