@@ -9,7 +9,7 @@ For every record, in this order:
 2. Decode it; a record that cannot be decoded (tombstone, empty, garbage) goes to
    the DLQ at once (stage ``decode``): retrying cannot fix bytes.
 
-Steps 1 and 2 are :func:`consumers.intake.admit`, shared with the window processor.
+Steps 0 to 2 are :func:`consumers.intake.admit`, shared with the window processor.
 3. Dispatch the event to the handlers (``EventBus.dispatch``).
 4. Retry only the handlers that failed, with exponential backoff, at most
    ``max_retries`` times (handlers that succeeded are not run again).
@@ -37,8 +37,7 @@ from agent_events.agent_runtime.event_bus import DispatchResult, EventBus
 from agent_events.agent_runtime.events import SystemEvent
 from agent_events.consumers.config import ConsumerConfig
 from agent_events.consumers.dlq import DeadLetter
-from agent_events.consumers.intake import Skip, admit
-from agent_events.producers.headers import EVENT_TYPE_HEADER, header_value
+from agent_events.consumers.intake import Skip, Unwanted, admit
 from agent_events.schemas.codec import EventCodec
 from agent_events.transport import backoff_delay
 
@@ -110,6 +109,7 @@ class RecordProcessor:
     ) -> None:
         self._bus = bus
         self._config = config
+        self._group_id = config.group_id
         self._dead_letters = dead_letters
         self._codec = codec or EventCodec()
         self._observer = observer
@@ -125,18 +125,18 @@ class RecordProcessor:
             await self._process(record)
 
     async def _process(self, record: Record) -> None:
-        label = header_value(record.headers, EVENT_TYPE_HEADER)
-        if label is not None and not self._bus.wants(label.decode("utf-8", "replace")):
+        admitted = admit(
+            record, self._codec, group_id=self._group_id, handler=None, wants=self._bus.wants
+        )
+        if isinstance(admitted, SystemEvent):
+            await self._handle(record, admitted)
+        elif isinstance(admitted, Unwanted):
             self.stats.unwanted += 1  # no handler takes this type: not decoded at all
-            return
-        admitted = admit(record, self._codec, group_id=self._config.group_id, handler=None)
-        if isinstance(admitted, Skip):
+        elif isinstance(admitted, Skip):
             self.stats.skipped += 1
-        elif isinstance(admitted, DeadLetter):
+        else:
             self.stats.decode_errors += 1
             await self._send_dead_letter(record, admitted)
-        else:
-            await self._handle(record, admitted)
 
     async def _handle(self, record: Record, event: SystemEvent) -> None:
         started = time.perf_counter()

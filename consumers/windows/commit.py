@@ -43,7 +43,7 @@ from agent_events.agent_runtime.errors import KafkaError, UnsupportedByBroker
 from agent_events.consumers.copies import CopySizes
 from agent_events.consumers.member import commit_offsets
 from agent_events.consumers.windows.config import WindowedAggregationConfig
-from agent_events.consumers.windows.tasks import PartitionTask
+from agent_events.consumers.windows.tasks import Outgoing, PartitionTask
 from agent_events.producers.connect import start_with_backoff
 
 __all__ = ["AtLeastOnceCommitter", "Committer", "TransactionalCommitter"]
@@ -83,18 +83,47 @@ def _producer_kwargs(
 
 
 async def _send_all(producer: AIOKafkaProducer, task: PartitionTask) -> list[asyncio.Future[Any]]:
-    send = producer.send
-    return [
-        await send(
-            o.topic,
-            o.value,
-            key=o.key,
-            headers=o.headers,
-            timestamp_ms=o.timestamp_ms,
-            partition=o.partition,
+    """Send the task's outgoing records in order; one future per batch or record.
+
+    Records with a partition (re-keyed events, watermark reports: nearly all of a
+    re-keying task's output) go into one batch per partition, which costs a fraction
+    of aiokafka's per-record ``send``; the others are sent one by one, after the open
+    batches of their topic, so each partition keeps the order of ``outgoing``.
+    """
+    futures: list[asyncio.Future[Any]] = []
+    batches: dict[tuple[str, int], Any] = {}
+
+    async def hand_off(topic: str, partition: int) -> None:
+        futures.append(
+            await producer.send_batch(batches.pop((topic, partition)), topic, partition=partition)
         )
-        for o in task.outgoing
-    ]
+
+    for o in task.outgoing:
+        if o.partition is None:
+            for topic, partition in [tp for tp in batches if tp[0] == o.topic]:
+                await hand_off(topic, partition)
+            futures.append(
+                await producer.send(
+                    o.topic, o.value, key=o.key, headers=o.headers, timestamp_ms=o.timestamp_ms
+                )
+            )
+            continue
+        tp = (o.topic, o.partition)
+        batch = batches.get(tp)
+        if batch is None:
+            batch = batches[tp] = producer.create_batch()
+        if batch.append(**_record(o)) is None:  # full: hand it off, start the next one
+            await hand_off(*tp)
+            batch = batches[tp] = producer.create_batch()
+            if batch.append(**_record(o)) is None:  # an empty batch takes any record
+                raise KafkaError(f"a record for {o.topic}[{o.partition}] fits no batch")
+    for tp in list(batches):
+        await hand_off(*tp)
+    return futures
+
+
+def _record(o: Outgoing) -> dict[str, Any]:
+    return {"key": o.key, "value": o.value, "timestamp": o.timestamp_ms, "headers": o.headers}
 
 
 async def _send_changelog(

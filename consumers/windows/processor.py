@@ -362,6 +362,11 @@ class WindowProcessor(GroupMember):
                     await self._committer.close(sorted(revoked))
 
     async def _assign(self, assigned: set[TopicPartition]) -> None:
+        # aiokafka fetches new partitions while this listener runs; their records would
+        # be dropped (no task yet) and fetched again after the seek: wait instead.
+        consumer = self._consumer
+        if consumer is not None and assigned:
+            consumer.pause(*assigned)
         async with self._lock:
             try:
                 await self._prepare(sorted(assigned))
@@ -369,3 +374,6 @@ class WindowProcessor(GroupMember):
                 logger.exception("group %s: preparing %s failed", self.config.group_id, assigned)
                 self._failure = exc
                 self.request_stop()
+            finally:
+                if consumer is not None:
+                    consumer.resume(*(tp for tp in assigned if tp in consumer.assignment()))

@@ -24,11 +24,13 @@ from agent_events.consumers.windows.watermarks import (
     WATERMARK_HEADER,
 )
 from agent_events.producers.headers import Headers
+from agent_events.producers.partitioner import partition_for_key
 from agent_events.schemas.codec import EventCodec
 
 __all__ = ["RekeyTask"]
 
 _CONTROL_HEADERS: Headers = [(CONTROL_HEADER, WATERMARK_CONTROL)]
+_ROUTES_KEPT = 65_536
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
 
@@ -69,6 +71,8 @@ class RekeyTask(PartitionTask):
         """Set by the processor: whether the consumer has read up to the partition's end."""
         self._reported: SourceMark | None = None
         self._reporting: SourceMark | None = None
+        self._routes: dict[str, tuple[bytes, int]] = {}
+        """Window key -> (key bytes, repartition partition): few keys, many events."""
 
     def process(self, records: Sequence[Any]) -> None:
         if records:
@@ -87,15 +91,27 @@ class RekeyTask(PartitionTask):
         self.counters.forwarded += 1
         headers = [(k, v) for k, v in record.headers or () if k != WATERMARK_HEADER]
         headers.append((WATERMARK_HEADER, f"{wm} {self.source}".encode()))
+        key, partition = self._route(self._key_of(event))
         self.outgoing.append(
             Outgoing(
                 self._config.repartition_topic,
-                self._key_of(event).encode(),
+                key,
                 record.value,
                 headers,
                 record.timestamp,
+                partition,
             )
         )
+
+    def _route(self, key: str) -> tuple[bytes, int]:
+        """The key's bytes and its repartition partition (the Java client's murmur2 rule)."""
+        route = self._routes.get(key)
+        if route is None:
+            if len(self._routes) >= _ROUTES_KEPT:
+                self._routes.clear()
+            data = key.encode()
+            route = self._routes[key] = (data, partition_for_key(data, self._targets))
+        return route
 
     def changelog(self) -> list[tuple[bytes, bytes | None]]:
         return [source_record(self.source, self.watermark, self.next_offset)]

@@ -6,6 +6,7 @@ once, since Tansu has no transactions), except where exactly-once itself is asse
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import Sequence
@@ -65,6 +66,43 @@ async def test_closed_windows_match_the_oracle_once_each(
         )
         assert processor.metrics_snapshot().late_events == 0
     assert as_windows(rows) == expected
+
+
+async def test_no_record_is_fetched_before_its_partition_is_restored(
+    broker: RunningBroker, broker_capabilities: BrokerCapabilities, new_topic: NewTopic
+) -> None:
+    """aiokafka fetches a partition as soon as it is assigned, while the processor still
+    restores its state; those records had no task, were dropped and fetched again (every
+    record read twice at each rebalance). The partitions now wait until they are ready."""
+    topic = await new_topic(partitions=2)
+    events = stream(4_000, step_ms=250)
+    await produce(broker.bootstrap_servers, topic, events)
+    processor = WindowProcessor(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-g",
+        output_topic=f"{topic}.aggregates",
+        window="tumbling:60s",
+        grace="5s",
+        processing_guarantee=guarantee(broker_capabilities),
+    )
+    unready = 0
+    take = processor._take
+
+    async def counting_take(consumer: Any, batch: dict[Any, list[Any]]) -> None:
+        nonlocal unready
+        unready += sum(len(r) for tp, r in batch.items() if tp not in processor.assignment)
+        await take(consumer, batch)
+
+    processor._take = counting_take  # type: ignore[method-assign]
+    async with processor:
+        runner = asyncio.create_task(processor.run())
+        await wait_until(
+            lambda: processor.metrics_snapshot().events >= len(events), 60, "every event"
+        )
+        processor.request_stop()
+        await asyncio.wait_for(runner, 60)
+    assert unready == 0, f"{unready} records were fetched before their partition was ready"
 
 
 async def test_an_event_late_beyond_grace_is_counted_and_sent_to_the_side_topic(
