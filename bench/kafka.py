@@ -15,7 +15,8 @@ Scenarios, each repeated (``--repeats``) and reported as min / median / max:
    ``send_batch()``, confluent-kafka, FastStream);
 2. consumer events/s: decode every record and commit (agent-events ConsumerService,
    a raw aiokafka loop, confluent-kafka, FastStream), from the first record to the last;
-3. end-to-end latency at a fixed rate, producer send to handler start, p50/p99
+3. end-to-end latency at fixed rates (1,000 and 5,000 events/s), producer send to handler
+   start, p50/p99
    (agent-events producer + service, against raw aiokafka producer + loop);
 4. ordering: per-key against per-partition with a 10 ms async handler, 12
    partitions, 1,000 sessions.
@@ -60,7 +61,7 @@ SESSIONS = 1_000
 class Settings:
     events: int = 50_000
     repeats: int = 3
-    latency_rate: float = 1_000.0
+    latency_rates: tuple[float, ...] = (1_000.0, 5_000.0)
     latency_seconds: float = 5.0
     ordering_events: int = 3_000
     handler_delay_s: float = 0.010
@@ -68,7 +69,7 @@ class Settings:
     @classmethod
     def quick(cls) -> Settings:
         return cls(
-            events=300, repeats=1, latency_rate=200, latency_seconds=0.5, ordering_events=120
+            events=300, repeats=1, latency_rates=(200.0,), latency_seconds=0.5, ordering_events=120
         )
 
 
@@ -193,10 +194,10 @@ async def paced(rate: float, seconds: float, send: Callable[[int], Awaitable[Non
     return total
 
 
-async def latency_agent_events(bootstrap: str, s: Settings) -> list[float]:
+async def latency_agent_events(bootstrap: str, s: Settings, rate: float) -> list[float]:
     topic = await new_topic(bootstrap, "latency")
     samples: list[float] = []
-    total = int(s.latency_rate * s.latency_seconds)
+    total = int(rate * s.latency_seconds)
     done = asyncio.Event()
 
     async def measure(event: SystemEvent) -> None:
@@ -231,7 +232,7 @@ async def latency_agent_events(bootstrap: str, s: Settings) -> list[float]:
                 )
             )
 
-        await paced(s.latency_rate, s.latency_seconds, send)
+        await paced(rate, s.latency_seconds, send)
         async with asyncio.timeout(60):
             await done.wait()
         service.request_stop()
@@ -246,10 +247,10 @@ async def wait_assigned(service: ConsumerService) -> None:
     await asyncio.sleep(0.5)  # let the first fetch position settle at the end
 
 
-async def latency_raw(bootstrap: str, s: Settings) -> list[float]:
+async def latency_raw(bootstrap: str, s: Settings, rate: float) -> list[float]:
     topic = await new_topic(bootstrap, "latency-raw")
     samples: list[float] = []
-    total = int(s.latency_rate * s.latency_seconds)
+    total = int(rate * s.latency_seconds)
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -292,7 +293,7 @@ async def latency_raw(bootstrap: str, s: Settings) -> list[float]:
             )
             await producer.send(topic, encode_event(event), key=str(event.session_id).encode())
 
-        await paced(s.latency_rate, s.latency_seconds, send)
+        await paced(rate, s.latency_seconds, send)
         async with asyncio.timeout(60):
             await reader
     finally:
@@ -304,14 +305,16 @@ async def latency_raw(bootstrap: str, s: Settings) -> list[float]:
 async def bench_latency(
     bootstrap: str, s: Settings, results: Results, say: Callable[[str], None]
 ) -> None:
-    for name, run in (("agent-events", latency_agent_events), ("raw aiokafka", latency_raw)):
-        try:
-            samples = await run(bootstrap, s)
-        except Exception as exc:
-            results.errors[f"latency {name}"] = repr(exc)
-            continue
-        results.latency_ms[name] = percentiles(samples)
-        say(f"latency {name}: {results.latency_ms[name]}")
+    for rate in s.latency_rates:
+        for name, run in (("agent-events", latency_agent_events), ("raw aiokafka", latency_raw)):
+            label = f"{name} at {rate:,.0f} events/s"
+            try:
+                samples = await run(bootstrap, s, rate)
+            except Exception as exc:
+                results.errors[f"latency {label}"] = repr(exc)
+                continue
+            results.latency_ms[label] = percentiles(samples)
+            say(f"latency {label}: {results.latency_ms[label]}")
 
 
 async def bench_ordering(
