@@ -30,6 +30,7 @@ __all__ = [
     "ERROR_HEADER_PREFIX",
     "REDRIVE_COUNT_HEADER",
     "REDRIVE_FOR_GROUP_HEADER",
+    "REDRIVE_HEADER_PREFIX",
     "DeadLetter",
     "DeadLetterPublisher",
     "Stage",
@@ -40,8 +41,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ERROR_HEADER_PREFIX = "__agent_events.errors"
-REDRIVE_FOR_GROUP_HEADER = "__agent_events.redrive.for.group"
-REDRIVE_COUNT_HEADER = "__agent_events.redrive.count"
+REDRIVE_HEADER_PREFIX = "__agent_events.redrive"
+"""Every re-drive header starts with it (a record sent back from the DLQ)."""
+REDRIVE_FOR_GROUP_HEADER = f"{REDRIVE_HEADER_PREFIX}.for.group"
+REDRIVE_COUNT_HEADER = f"{REDRIVE_HEADER_PREFIX}.count"
 _MAX_STACKTRACE = 8_000
 
 Stage = Literal["decode", "handle"]

@@ -1,7 +1,8 @@
 """Record headers every agent-events record carries, and the per-session sequence.
 
 Headers let any reader route and check a record without decoding it:
-``event_type`` (the type label), ``content-type``, ``agent_events.producer_id`` and
+``event_type`` (the type label), ``agent_events.agent_id`` (so a window service re-keys
+by type and agent without decoding), ``content-type``, ``agent_events.producer_id`` and
 ``agent_events.sequence`` (1, 2, 3 ... per session key and producer, so a reader sees
 gaps, duplicates and reorders), and W3C ``traceparent`` when a trace is active.
 """
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from agent_events.agent_runtime.lru import LRUMap
 
 __all__ = [
+    "AGENT_ID_HEADER",
     "CONTENT_TYPE_HEADER",
     "EVENT_TYPE_HEADER",
     "PRODUCER_ID_HEADER",
@@ -26,6 +28,7 @@ __all__ = [
 ]
 
 EVENT_TYPE_HEADER = "event_type"
+AGENT_ID_HEADER = "agent_events.agent_id"
 CONTENT_TYPE_HEADER = "content-type"
 PRODUCER_ID_HEADER = "agent_events.producer_id"
 SEQUENCE_HEADER = "agent_events.sequence"

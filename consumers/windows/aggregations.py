@@ -30,6 +30,7 @@ __all__ = [
     "Reducer",
     "WindowState",
     "WindowValues",
+    "default_window_key",
     "event_time_ms",
     "is_error",
     "key_function",
@@ -73,6 +74,14 @@ def _field_text(event: SystemEvent, name: str) -> str | None:
     return value
 
 
+_KEY_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def default_window_key(type_label: str, agent_id: str) -> str:
+    """The key of :data:`DEFAULT_KEY_FIELDS`: ``["<type label>","<agent id>"]``."""
+    return _KEY_ENCODER.encode([type_label, agent_id])
+
+
 def key_function(fields: Sequence[str]) -> KeyFunction:
     """The window key of an event: a JSON array of the chosen fields, e.g. ``["agent_completed","a1"]``.
 
@@ -86,7 +95,7 @@ def key_function(fields: Sequence[str]) -> KeyFunction:
             f"window key fields {list(chosen)} are not all event fields; "
             f"choose from {', '.join(KEY_FIELDS)}"
         )
-    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    encode = _KEY_ENCODER.encode
     if chosen != DEFAULT_KEY_FIELDS:
         return lambda event: encode([_field_text(event, f) for f in chosen])
     # The hot path: few (type, agent) pairs, so their keys are remembered (bounded).
@@ -98,7 +107,7 @@ def key_function(fields: Sequence[str]) -> KeyFunction:
         if key is None:
             if len(known) >= _KEY_CACHE_SIZE:
                 known.clear()
-            key = known[pair] = encode([type_label(event.event_type), event.agent_id])
+            key = known[pair] = default_window_key(type_label(event.event_type), event.agent_id)
         return key
 
     return default_key

@@ -62,6 +62,7 @@ from agent_events.transport import DEFAULT_MAX_MESSAGE_BYTES
 __all__ = [
     "AHEAD_OF_CLOCK",
     "BEHIND_WATERMARK",
+    "CREATE_TIME",
     "LATE_HEADER_PREFIX",
     "AggregateTask",
     "Outgoing",
@@ -78,6 +79,8 @@ BEHIND_WATERMARK = "behind-watermark"
 AHEAD_OF_CLOCK = "ahead-of-clock"
 """``.reason`` of an event stamped beyond ``max_event_skew_s`` (it did not move the watermark)."""
 
+CREATE_TIME = 0
+"""A record's ``timestamp_type`` when its producer set its time (``CreateTime``)."""
 LOG_APPEND_TIME = 1
 """A record's ``timestamp_type`` when the broker set its time (``LogAppendTime``)."""
 
@@ -155,6 +158,8 @@ class PartitionTask:
             if is_control(record.headers):
                 self._control(record)
                 continue
+            if self._take_undecoded(record):
+                continue
             admitted = admit(
                 record, self._codec, group_id=self._config.group_id, handler=_HANDLER_NAME
             )
@@ -168,7 +173,11 @@ class PartitionTask:
                 self._handle(record, admitted)
 
     def _ahead_of_clock(self, record: Any, event: SystemEvent) -> bool:
-        """Whether ``event`` is stamped further ahead than ``max_event_skew_s`` allows.
+        """Whether ``event`` is stamped further ahead than ``max_event_skew_s`` allows."""
+        return self._ahead_of_clock_ms(record, event_time_ms(event))
+
+    def _ahead_of_clock_ms(self, record: Any, event_ms: int) -> bool:
+        """Whether event time ``event_ms`` is further ahead than ``max_event_skew_s`` allows.
 
         The reference is the record's log-append time when the broker set it, else this
         member's clock (the producer's create time is the event's own stamp). One such
@@ -179,7 +188,11 @@ class PartitionTask:
             reference_ms = record.timestamp
         else:
             reference_ms = int(time.time() * 1000)
-        return bool(event_time_ms(event) > reference_ms + self._max_skew_ms)
+        return bool(event_ms > reference_ms + self._max_skew_ms)
+
+    def _take_undecoded(self, record: Any) -> bool:
+        """Handle ``record`` from its headers alone, if this task can; False: decode it."""
+        return False
 
     def changelog(self) -> list[tuple[bytes, bytes | None]]:
         """State changes to write with the next commit (none for stateless tasks)."""

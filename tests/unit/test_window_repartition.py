@@ -33,6 +33,8 @@ from agent_events.consumers.windows.rekey import RekeyTask
 from agent_events.consumers.windows.state import SourceMark, WindowStore
 from agent_events.consumers.windows.tasks import AggregateTask
 from agent_events.consumers.windows.watermarks import effective_watermark
+from agent_events.producers import partition_for_key
+from agent_events.producers.headers import AGENT_ID_HEADER, EVENT_TYPE_HEADER, PRODUCER_ID_HEADER
 from agent_events.schemas.codec import EventCodec, encode_event
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -94,6 +96,15 @@ def definitions() -> st.SearchStrategy[WindowDefinition]:
     )
 
 
+def our_headers(type_label: str, agent: str) -> list[tuple[str, bytes]]:
+    """The headers KafkaEventProducer writes that re-keying reads."""
+    return [
+        (EVENT_TYPE_HEADER, type_label.encode()),
+        (AGENT_ID_HEADER, agent.encode()),
+        (PRODUCER_ID_HEADER, b"p1"),
+    ]
+
+
 def key(agent: str) -> str:
     return f'["agent_completed","{agent}"]'
 
@@ -116,7 +127,12 @@ def pipeline(
                 agent_id=agent,
                 timestamp=EPOCH + timedelta(milliseconds=ts),
             )
-            task.process([Record(offset, encode_event(event), partition=p)])
+            value = encode_event(event)
+            if rnd.random() < 0.5:  # as our producer writes it: re-keyed from its headers
+                headers = our_headers("agent_completed", agent)
+                task.process([Record(offset, value, headers, partition=p, timestamp=ts)])
+            else:  # from another producer: decoded to find its key and time
+                task.process([Record(offset, value, partition=p, timestamp=BASE - 99_999)])
             if commit:
                 task.collect()
                 sent += task.outgoing
@@ -207,3 +223,27 @@ def test_watermark_waits_for_every_upstream_partition_then_skips_idle_ones() -> 
     both_idle = {"a": SourceMark(10, True), "b": SourceMark(None, True)}
     assert effective_watermark(both_idle, expected) == 10
     assert effective_watermark({n: SourceMark(None, True) for n in expected}, expected) is None
+
+
+def test_a_record_our_producer_wrote_is_re_keyed_from_its_headers_without_decoding() -> None:
+    """Its value is not even looked at: garbage goes on to the aggregating stage, which
+    dead-letters it; the same garbage from another producer is dead-lettered at once."""
+    config = WindowedAggregationConfig(group_id="g", window=TumblingWindow(60_000), topics=["in"])
+    task = RekeyTask(
+        TopicPartition("in", 0), 0, config, EventCodec(), key_function(config.key_fields), targets=4
+    )
+    ours = Record(0, b"garbage", our_headers("agent_completed", "a1"), timestamp=BASE)
+    foreign = Record(1, b"garbage", [(EVENT_TYPE_HEADER, b"agent_completed")], timestamp=BASE)
+    redrive = Record(
+        2,
+        b"garbage",
+        [*our_headers("agent_completed", "a1"), ("__agent_events.redrive.count", b"1")],
+        timestamp=BASE,
+    )
+    task.process([ours, foreign, redrive])
+    assert task.counters.forwarded == 1
+    assert task.counters.dead_lettered == 2, "decoded: not ours, and a re-drive"
+    [sent] = [o for o in task.outgoing if o.topic == config.repartition_topic]
+    assert sent.key == key("a1").encode()
+    assert sent.value == b"garbage"
+    assert sent.partition == partition_for_key(sent.key, 4)
