@@ -18,8 +18,9 @@ A handler call goes through these steps, whichever task runs it:
 Queued events run first on the bus's shared worker (:mod:`agent_runtime._inline`),
 which takes steps 1-5 inline for calls that do not suspend; a call that suspends, and
 the subscriber's later events until it catches up, run on the subscriber's own worker
-(:meth:`HandlerEngine.work`). ``dispatch`` runs one call per matching handler,
-concurrently (:meth:`HandlerEngine.run_one`).
+(:meth:`HandlerEngine.finish`). ``dispatch`` runs one call per matching handler,
+concurrently (:meth:`HandlerEngine.run_one`), each on an idle slot its subscriber keeps
+for the next dispatch.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ __all__ = ["HandlerEngine", "invoke"]
 
 logger = logging.getLogger("agent_events.agent_runtime.event_bus")
 _FAILED = "handler %s failed on %s event %s: %s: %s"
+_SPARE_SLOTS = 8  # idle dispatch slots a subscriber keeps: its usual concurrent dispatches
 
 
 class _InContext:
@@ -136,8 +138,7 @@ class HandlerEngine:
             own = lane.own
             while own:
                 await self._run_job(lane, slot, own.popleft())
-            lane.detached = False  # caught up: back to the shared worker
-            lane.poke()
+            lane.set_detached(False)  # caught up: back to the shared worker
         finally:
             self.watchdog.forget(slot)
             self._workers.pop(task, None)
@@ -149,8 +150,7 @@ class HandlerEngine:
         if isinstance(job, Resumed):  # the rest of a call that suspended on the shared worker
             await self.run_one(slot, sub, job.event, job, job.started)
             return
-        lane.queued -= 1
-        lane.poke()
+        lane.started()
         started = time.perf_counter()
         if isinstance(job, tuple):
             event, context = job
@@ -165,8 +165,11 @@ class HandlerEngine:
         event: SystemEvent,
         call: Awaitable[object],
         started: float,
-    ) -> None:
-        """Steps 2-5 of the module docstring for one call; a failure goes to ``slot.error``."""
+    ) -> BaseException | None:
+        """Steps 2-5 of the module docstring for one call; its error (``None``: it succeeded).
+
+        How long the call took is left in ``slot.seconds``.
+        """
         limit = math.inf if sub.timeout is None else sub.timeout
         deadline = slot.deadline = started + limit
         watchdog = self.watchdog
@@ -182,10 +185,10 @@ class HandlerEngine:
             self.failed(sub, event, exc)
         finally:
             slot.deadline = None
+        seconds = slot.seconds = time.perf_counter() - started
         if slot.expired or self.metrics is not None:
-            error = self._settle(slot, sub, event, error, time.perf_counter() - started)
-        if error is not None:  # dispatch's slot is fresh: None until a call fails
-            slot.error = error
+            error = self._settle(slot, sub, event, error, seconds)
+        return error
 
     def failed(self, sub: Subscription, event: SystemEvent, exc: BaseException) -> None:
         """Log a handler's raise (isolation: it stays with its call)."""
@@ -207,30 +210,58 @@ class HandlerEngine:
         error: BaseException | None,
         seconds: float,
     ) -> None:
-        """Count a call that finished inline (metrics on)."""
-        self._settle(slot, sub, event, error, seconds)
+        """Count a call that finished inline (metrics on; no deadline, so no timeout).
 
-    async def dispatch(
-        self, event: SystemEvent, targets: tuple[Subscription, ...]
-    ) -> DispatchResult:
+        The common case, the same subscriber and event type as its last call, takes
+        the tally and latency the slot keeps without a lookup.
+        """
+        tally = slot.tally
+        latency = slot.latency
+        if tally is None or latency is None or slot.tally_type is not event.event_type:
+            self._settle(slot, sub, event, error, seconds)
+            return
+        latency.observe(seconds)
+        if error is None:
+            tally.handled += 1
+        else:
+            tally.failed += 1
+
+    async def dispatch(self, event: SystemEvent, targets: tuple[Lane, ...]) -> DispatchResult:
         """Run every target's handler on ``event`` now, concurrently; each one's outcome."""
         if not targets:
             return DispatchResult(event, ())
-        self.watchdog.follow(asyncio.get_running_loop())
-        if len(targets) == 1:
-            return DispatchResult(event, (await self._outcome(targets[0], event),))
-        outcomes = await asyncio.gather(*(self._outcome(s, event) for s in targets))
+        loop = asyncio.get_running_loop()
+        self.watchdog.follow(loop)
+        if len(targets) == 1:  # no gather: the call runs in the caller's task
+            outcome = await self._outcome(targets[0], event, asyncio.current_task(loop))
+            return DispatchResult(event, (outcome,))
+        outcomes = await asyncio.gather(*(self._outcome(lane, event, None) for lane in targets))
         return DispatchResult(event, tuple(outcomes))
 
-    async def _outcome(self, sub: Subscription, event: SystemEvent) -> HandlerOutcome:
-        started = time.perf_counter()
-        slot = CallSlot(asyncio.current_task())
-        self.watchdog.register(slot)
+    async def _outcome(
+        self, lane: Lane, event: SystemEvent, task: asyncio.Task[Any] | None
+    ) -> HandlerOutcome:
+        """One ``dispatch`` call on an idle slot of ``lane`` (``task``: the current one).
+
+        A slot is busy from here until the call ends: a handler that dispatches to its
+        own subscriber again (nested, same task) or a concurrent dispatch finds none
+        idle and gets a fresh one, which stays for later calls.
+        """
+        spares = lane.spares
+        if spares:
+            slot = spares.pop()
+        else:
+            slot = CallSlot(None)
+            self.watchdog.register(slot)
+        slot.task = asyncio.current_task() if task is None else task
+        sub = lane.sub
         try:
-            await self.run_one(slot, sub, event, sub.call(event), started)
+            error = await self.run_one(slot, sub, event, sub.call(event), time.perf_counter())
         finally:
-            self.watchdog.forget(slot)
-        return HandlerOutcome(sub.id, sub.name, slot.error, time.perf_counter() - started)
+            slot.task = None
+            if len(spares) < _SPARE_SLOTS:
+                spares.append(slot)
+        return HandlerOutcome(sub.id, sub.name, error, slot.seconds)
 
     def _cancelled(
         self, slot: CallSlot, sub: Subscription, event: SystemEvent, error: BaseException

@@ -1,8 +1,8 @@
 """Putting one event into every target queue: the paths besides the bus's fast one.
 
 * :class:`PublisherContexts` captures the publisher's context to queue with an event.
-* :func:`admit` counts an event against each target's bound and queues it once, on the
-  shared worker's queue.
+* :meth:`SharedWorker.put` queues an event once for all its targets; its fan-out
+  counts it against their bound (:meth:`SharedWorker.has_room`).
 * :class:`SlowLane` is where a publisher waits for queue room, one at a time, so every
   subscriber keeps one order; ``publish_sync`` never waits (:meth:`SlowLane.put_nowait`).
 * :func:`hand_over` runs a ``publish_sync`` from another thread on the bus's loop.
@@ -16,13 +16,12 @@ from collections.abc import Callable
 from contextvars import Context, copy_context
 
 from agent_events.agent_runtime._inline import Entry, SharedWorker
-from agent_events.agent_runtime._lanes import Lane
+from agent_events.agent_runtime._lanes import Fanout, Lane
 from agent_events.agent_runtime.errors import AgentEventsError, BusClosed, QueueFull
 
 __all__ = [
     "PublisherContexts",
     "SlowLane",
-    "admit",
     "hand_over",
     "refuse_self_deadlock",
 ]
@@ -62,15 +61,6 @@ class PublisherContexts:
         return context
 
 
-def admit(entry: Entry, targets: tuple[Lane, ...], shared: SharedWorker) -> None:
-    """Count ``entry`` against every target's bound and queue it once for all of them."""
-    if not targets:
-        return
-    for lane in targets:
-        lane.queued += 1
-    shared.put(entry)
-
-
 class SlowLane:
     """Publishers waiting for queue room, in arrival order (one lock per loop)."""
 
@@ -78,9 +68,7 @@ class SlowLane:
         self.waiting = 0
         self._lock = asyncio.Lock()
 
-    async def put(
-        self, entry: Entry, targets: tuple[Lane, ...], bound: int, shared: SharedWorker
-    ) -> None:
+    async def put(self, entry: Entry, bound: int, shared: SharedWorker) -> None:
         """Wait for room for ``entry`` with each target in turn, then queue it for all.
 
         The counter is raised before anything can yield, so later publishers queue
@@ -89,31 +77,32 @@ class SlowLane:
         self.waiting += 1
         try:
             async with self._lock:
-                for lane in targets:
-                    while lane.queued >= bound:
-                        await lane.changed()
-                admit(entry, targets, shared)
+                for lane in entry[2].lanes:
+                    while shared.backlog(lane) >= bound:
+                        await shared.progress.changed()
+                shared.put(entry)
         finally:
             self.waiting -= 1
 
-    def put_nowait(
-        self, entry: Entry, targets: tuple[Lane, ...], bound: int, shared: SharedWorker
-    ) -> None:
+    def put_nowait(self, entry: Entry, bound: int, shared: SharedWorker) -> None:
         """Queue ``entry`` for every target at once, or for none (:class:`QueueFull`)."""
         if self.waiting:
             raise QueueFull("publishers are waiting for queue room; publish_sync cannot wait")
-        for lane in targets:
-            if lane.queued >= bound:
-                raise QueueFull(
-                    f"the queue of handler {lane.sub.name} is full ({bound} events); "
-                    "the event was not published (use await publish() to wait for room)"
-                )
-        admit(entry, targets, shared)
+        targets = entry[2]
+        if not targets.lanes:
+            return
+        if not shared.has_room(targets, bound):
+            full = next(lane for lane in targets.lanes if shared.backlog(lane) >= bound)
+            raise QueueFull(
+                f"the queue of handler {full.sub.name} is full ({bound} events); "
+                "the event was not published (use await publish() to wait for room)"
+            )
+        shared.put(entry)
 
 
-def refuse_self_deadlock(current: Lane, targets: tuple[Lane, ...], bound: int) -> None:
+def refuse_self_deadlock(current: Lane, targets: Fanout, bound: int, shared: SharedWorker) -> None:
     """A handler waiting for room in its own queue would wait forever: refuse it."""
-    if current.queued >= bound and current in targets:
+    if current in targets.lanes and shared.backlog(current) >= bound:
         raise QueueFull(
             f"handler {current.sub.name} published to its own full queue; waiting would deadlock"
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from enum import Enum
 
-from agent_events.agent_runtime._lanes import Lane
+from agent_events.agent_runtime._lanes import Fanout, Lane
 from agent_events.agent_runtime.bus_metrics import BusMetrics
 from agent_events.agent_runtime.errors import InvalidEventError
 from agent_events.agent_runtime.events import EventType, EventTypeLike, SystemEvent
@@ -27,9 +27,9 @@ class Routes:
         self._metrics = metrics
         self._label = label
         self._subscriptions: dict[str, Lane] = {}
-        self._targets: dict[EventTypeLike, tuple[Lane, ...]] = {}
+        self._targets: dict[EventTypeLike, Fanout] = {}
         # Foreign types are never put here (not singletons).
-        self._targets_by_id: dict[int, tuple[EventTypeLike, tuple[Lane, ...], str]] = {}
+        self._targets_by_id: dict[int, tuple[EventTypeLike, Fanout, str]] = {}
         self._wanted: frozenset[str] | None = None  # labels subscribed to; None: rebuild
         self._wants_any = False
 
@@ -49,33 +49,35 @@ class Routes:
             self._forget_targets()
         return sub
 
-    def accept(self, event: SystemEvent) -> tuple[Lane, ...]:
+    def accept(self, event: SystemEvent) -> Fanout:
         """Validate and count an event; the subscriptions it goes to."""
         if not isinstance(event, SystemEvent):
             raise InvalidEventError(f"publish takes a SystemEvent, got {type(event).__name__}")
         event_type = event.event_type
+        metrics = self._metrics
+        cached = self._targets_by_id.get(id(event_type))
+        if cached is not None and cached[0] is event_type:  # never ANY: see below
+            if metrics is not None:
+                metrics.published[cached[2]] += 1
+            return cached[1]
         if event_type is _ANY:
             raise InvalidEventError(
                 "EventType.ANY is a subscription wildcard; it cannot be published"
             )
-        metrics = self._metrics
-        cached = self._targets_by_id.get(id(event_type))
-        if cached is not None and cached[0] is event_type:
-            if metrics is not None:
-                metrics.published[cached[2]] += 1
-            return cached[1]
         if metrics is not None:
             metrics.published[self._label(event_type)] += 1
         return self.targets_for(event_type)
 
-    def targets_for(self, event_type: EventTypeLike) -> tuple[Lane, ...]:
+    def targets_for(self, event_type: EventTypeLike) -> Fanout:
         """The subscriptions an event of ``event_type`` goes to, in subscription order."""
         targets = self._targets.get(event_type)
         if targets is None:
-            targets = tuple(
-                s
-                for s in self._subscriptions.values()
-                if s.sub.event_type is _ANY or s.sub.event_type == event_type
+            targets = Fanout(
+                tuple(
+                    s
+                    for s in self._subscriptions.values()
+                    if s.sub.event_type is _ANY or s.sub.event_type == event_type
+                )
             )
             self._targets[event_type] = targets
             if isinstance(event_type, Enum):
@@ -93,7 +95,12 @@ class Routes:
         return self._wants_any or label in wanted
 
     def _forget_targets(self) -> None:
-        """Drop the cached fan-out lists; the next publish of each type rebuilds them."""
+        """Drop the cached fan-out lists; the next publish of each type rebuilds them.
+
+        Events of a dropped fan-out still queued count for their lanes until served.
+        """
+        for fanout in self._targets.values():
+            fanout.retire()
         self._targets.clear()
         self._targets_by_id.clear()
         self._wanted = None

@@ -4,8 +4,10 @@ Every handler call with a limit writes its deadline into a :class:`CallSlot`; th
 :class:`Watchdog` sleeps until the nearest deadline and cancels the task of each call
 past its own. One timer per bus instead of one per call: a call only writes a float,
 and the timer fires at most once per timeout period while calls are quick. Queued
-delivery (one slot per worker, for its lifetime) and ``dispatch`` (one slot per call)
-use it alike.
+delivery (one slot per worker, for its lifetime) and ``dispatch`` (a subscriber's idle
+slot, reused call after call) use it alike. The watchdog holds its slots weakly: an
+idle slot (no deadline) costs it nothing, so a reused slot stays registered for its
+whole life and goes when its subscriber does.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import weakref
 
 from agent_events.agent_runtime.bus_metrics import HandlerTally, LatencyStats
 from agent_events.agent_runtime.events import EventTypeLike
@@ -26,17 +29,26 @@ class CallSlot:
     ``deadline`` is the ``time.perf_counter()`` time by which the current call must
     finish (``None`` while idle, ``inf`` without a limit); ``expired`` marks a call the
     watchdog cancelled, so the engine reports a timeout instead of letting the
-    cancellation through; ``error`` is the last call's outcome. The metrics fields
+    cancellation through; ``seconds`` is how long the last call took. The metrics fields
     cache what the engine counts into, looked up only when the event type changes.
     """
 
-    __slots__ = ("deadline", "error", "expired", "latency", "tally", "tally_type", "task")
+    __slots__ = (
+        "__weakref__",
+        "deadline",
+        "expired",
+        "latency",
+        "seconds",
+        "tally",
+        "tally_type",
+        "task",
+    )
 
     def __init__(self, task: asyncio.Task[object] | None) -> None:
         self.task = task
         self.deadline: float | None = None
         self.expired = False
-        self.error: BaseException | None = None
+        self.seconds = 0.0
         self.latency: LatencyStats | None = None
         self.tally: HandlerTally | None = None
         self.tally_type: EventTypeLike | None = None
@@ -50,7 +62,7 @@ class Watchdog:
     """
 
     def __init__(self) -> None:
-        self._live: set[CallSlot] = set()
+        self._live: weakref.WeakSet[CallSlot] = weakref.WeakSet()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
         self.armed_until = math.inf

@@ -43,13 +43,13 @@ class Workers:
         other events get a worker on ``loop``.
         """
         self._shared.start(loop)
+        self._shared.progress.waiter = None
         for lane in lanes:
             kept = [job for job in lane.own if not isinstance(job, Resumed)]
             lane.own.clear()
             lane.own.extend(kept)
-            lane.waiter = None
             lane.worker = None
-            lane.detached = bool(kept)
+            lane.set_detached(bool(kept))
             if kept:
                 lane.worker = loop.create_task(
                     self._engine.finish(lane, None), context=contextvars.Context()
@@ -57,7 +57,7 @@ class Workers:
 
     def retire(self, lane: Lane) -> asyncio.Task[None]:
         """Let ``lane`` finish its events; the task waiting for that."""
-        retiring = asyncio.get_running_loop().create_task(lane.until_idle())
+        retiring = asyncio.get_running_loop().create_task(self._shared.until_idle(lane))
         key = lane.sub.id
         self._retiring[key] = (lane, retiring)
         retiring.add_done_callback(lambda _: self._retiring.pop(key, None))
@@ -74,8 +74,9 @@ class Workers:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        dropped = sum(lane.drop() for lane in lanes)
+        dropped = sum(self._shared.backlog(lane) for lane in lanes)
         for lane in lanes:
+            lane.drop()
             lane.worker = None
         self._shared.drop()
         self._shared.task = None

@@ -41,7 +41,6 @@ from agent_events.agent_runtime._engine import HandlerEngine
 from agent_events.agent_runtime._fanout import (
     PublisherContexts,
     SlowLane,
-    admit,
     hand_over,
     refuse_self_deadlock,
 )
@@ -133,7 +132,8 @@ class EventBus(AsyncResource):
         try:
             await asyncio.wait_for(self.join(), drain_timeout)
         except TimeoutError:
-            dropped = sum(lane.queued for lane in self._workers.lanes(self._routes))
+            lanes = self._workers.lanes(self._routes)
+            dropped = sum(self._shared.backlog(lane) for lane in lanes)
             logger.warning("event bus stopped with %d undelivered events", dropped)
         await self._workers.stop(self._routes)
         self._engine.watchdog.close()
@@ -142,7 +142,8 @@ class EventBus(AsyncResource):
     async def join(self) -> None:
         """Wait until every event queued so far has been handled by every subscriber."""
         lanes = self._workers.lanes(self._routes)
-        await asyncio.gather(*(lane.until_idle() for lane in lanes), *self._workers.retiring)
+        idle = self._shared.until_idle
+        await asyncio.gather(*(idle(lane) for lane in lanes), *self._workers.retiring)
 
     # --------------------------------------------------------------- subscriptions
 
@@ -159,7 +160,8 @@ class EventBus(AsyncResource):
         overrides the bus's ``handler_timeout`` for this handler (``None``: no limit).
         """
         limit = self.handler_timeout if handler_timeout is ... else handler_timeout
-        lane = Lane(Subscription(f"sub-{next(self._ids)}", event_type, handler, limit))
+        sub = Subscription(f"sub-{next(self._ids)}", event_type, handler, limit)
+        lane = Lane(sub, self._shared.progress)
         self._bind()
         self._routes.add(lane)
         return lane.sub.id
@@ -197,22 +199,21 @@ class EventBus(AsyncResource):
         if self._closed:
             raise BusClosed("the event bus is stopped; start it again before publishing")
         targets = self._routes.accept(event)
-        if not targets:
+        if not targets.lanes:
             return
         if not self._on_bound_loop():
             self._bind()
         context = copy_context()  # PublisherContexts.capture(), inlined: the hot path
         entry: Entry = (event, self._contexts.keep(context) if context else None, targets)
-        if self._slow.waiting:
-            await self._publish_waiting(entry, targets)
-            return
-        # Fast path: room with every target, so count the event and queue it once.
+        shared = self._shared
         bound = self.max_queue_size
-        for lane in targets:
-            if lane.queued >= bound:
-                await self._publish_waiting(entry, targets)
-                return
-        admit(entry, targets, self._shared)
+        # Fast path (the first test of SharedWorker.has_room, inlined): while the shared
+        # queue is well below the bound and no target lags, every target has room.
+        roomy = len(shared.entries) + 2 <= bound and not targets.lagging
+        if self._slow.waiting or not (roomy or shared.has_room(targets, bound)):
+            await self._publish_waiting(entry)
+            return
+        shared.put(entry)
 
     def publish_sync(self, event: SystemEvent) -> None:
         """Publish from synchronous code; never waits for queue room.
@@ -238,12 +239,12 @@ class EventBus(AsyncResource):
         if running is not None and (loop is None or loop is running or not loop.is_running()):
             if loop is not running:
                 self._bind()
-            self._slow.put_nowait(entry, targets, self.max_queue_size, self._shared)
+            self._slow.put_nowait(entry, self.max_queue_size, self._shared)
         elif loop is not None and loop.is_running():
             hand_over(self._deliver_later(entry), loop, self.sync_publish_timeout)
         else:  # no loop anywhere: handlers run now, on a private loop
             try:
-                asyncio.run(self._engine.dispatch(event, tuple(lane.sub for lane in targets)))
+                asyncio.run(self._engine.dispatch(event, targets.lanes))
             finally:
                 self._engine.watchdog.close()  # its timer died with that loop
 
@@ -257,9 +258,9 @@ class EventBus(AsyncResource):
         run to these subscription ids, so a caller can retry just the handlers that
         failed.
         """
-        targets = tuple(lane.sub for lane in self._routes.accept(event))
+        targets = self._routes.accept(event).lanes
         if only is not None:
-            targets = tuple(s for s in targets if s.id in only)
+            targets = tuple(lane for lane in targets if lane.sub.id in only)
         return await self._engine.dispatch(event, targets)
 
     def wants(self, type_label: str) -> bool:
@@ -271,7 +272,8 @@ class EventBus(AsyncResource):
         """A snapshot of the metrics, or ``None`` when the bus was built without them."""
         if self._metrics is None:
             return None
-        depth = {f"{lane.sub.id}:{lane.sub.name}": lane.queued for lane in self._routes}
+        backlog = self._shared.backlog
+        depth = {f"{lane.sub.id}:{lane.sub.name}": backlog(lane) for lane in self._routes}
         return self._metrics.snapshot(depth)
 
     # ------------------------------------------------------------------- internals
@@ -305,13 +307,13 @@ class EventBus(AsyncResource):
 
         def deliver() -> None:
             targets = self._routes.targets_for(event.event_type)
-            if targets:
+            if targets.lanes:
                 later: Entry = (event, context, targets)
-                self._slow.put_nowait(later, targets, self.max_queue_size, self._shared)
+                self._slow.put_nowait(later, self.max_queue_size, self._shared)
 
         return deliver
 
-    async def _publish_waiting(self, entry: Entry, targets: tuple[Lane, ...]) -> None:
+    async def _publish_waiting(self, entry: Entry) -> None:
         """Slow path: wait for room with each of ``targets``, behind earlier waiters.
 
         A handler that would wait for room in its own queue is refused instead (it
@@ -321,5 +323,5 @@ class EventBus(AsyncResource):
         shared = self._shared
         current = shared.stepping if task is shared.task else self._engine.serving(task)
         if current is not None:
-            refuse_self_deadlock(current, targets, self.max_queue_size)
-        await self._slow.put(entry, targets, self.max_queue_size, self._shared)
+            refuse_self_deadlock(current, entry[2], self.max_queue_size, shared)
+        await self._slow.put(entry, self.max_queue_size, shared)

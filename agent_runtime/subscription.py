@@ -10,7 +10,6 @@ import asyncio
 import contextvars
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from enum import Enum
 from typing import TypeAlias
 
@@ -53,34 +52,80 @@ def type_label(event_type: EventTypeLike) -> str:
     return f"{namespace}:{value}" if namespace else value
 
 
-@dataclass(frozen=True, slots=True)
 class HandlerOutcome:
-    """What one handler did with one event in :meth:`EventBus.dispatch`."""
+    """What one handler did with one event in :meth:`EventBus.dispatch`.
 
-    subscription_id: str
-    handler_name: str
-    error: BaseException | None
-    duration_s: float
+    A plain class with slots, not a frozen dataclass: ``dispatch`` makes one per handler
+    call, and a frozen dataclass costs four times as much to build. Treat it as read-only.
+    """
+
+    __slots__ = ("duration_s", "error", "handler_name", "subscription_id")
+
+    def __init__(
+        self,
+        subscription_id: str,
+        handler_name: str,
+        error: BaseException | None,
+        duration_s: float,
+    ) -> None:
+        self.subscription_id = subscription_id
+        self.handler_name = handler_name
+        self.error = error
+        self.duration_s = duration_s
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    def _key(self) -> tuple[str, str, BaseException | None, float]:
+        return (self.subscription_id, self.handler_name, self.error, self.duration_s)
 
-@dataclass(frozen=True, slots=True)
+    def __repr__(self) -> str:
+        return (
+            f"HandlerOutcome(subscription_id={self.subscription_id!r}, "
+            f"handler_name={self.handler_name!r}, error={self.error!r}, "
+            f"duration_s={self.duration_s!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, HandlerOutcome):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+
 class DispatchResult:
-    """The outcomes of every handler that matched an event."""
+    """The outcomes of every handler that matched an event.
 
-    event: SystemEvent
-    outcomes: tuple[HandlerOutcome, ...]
+    ``ok`` (no handler failed) and ``failures`` are worked out once, when the result is
+    made: a consumer reads them for every record. Treat it as read-only.
+    """
 
-    @property
-    def ok(self) -> bool:
-        return all(o.error is None for o in self.outcomes)
+    __slots__ = ("event", "failures", "ok", "outcomes")
 
-    @property
-    def failures(self) -> tuple[HandlerOutcome, ...]:
-        return tuple(o for o in self.outcomes if o.error is not None)
+    def __init__(self, event: SystemEvent, outcomes: tuple[HandlerOutcome, ...]) -> None:
+        self.event = event
+        self.outcomes = outcomes
+        failures: tuple[HandlerOutcome, ...] = ()
+        for outcome in outcomes:
+            if outcome.error is not None:
+                failures = tuple([o for o in outcomes if o.error is not None])
+                break
+        self.failures = failures
+        self.ok = not failures
+
+    def __repr__(self) -> str:
+        return f"DispatchResult(event={self.event!r}, outcomes={self.outcomes!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DispatchResult):
+            return NotImplemented
+        return self.event == other.event and self.outcomes == other.outcomes
+
+    def __hash__(self) -> int:
+        return hash((self.event, self.outcomes))
 
 
 class Subscription:
