@@ -83,6 +83,23 @@ async def produce_agent_events(bootstrap: str, topic: str, events: list[SystemEv
     assert producer.stats.acknowledged == len(events), producer.stats
 
 
+async def produce_agent_events_confluent(
+    bootstrap: str, topic: str, events: list[SystemEvent]
+) -> None:
+    """Ours with ``client="confluent"``: the same producer on librdkafka."""
+    async with KafkaEventProducer(
+        bootstrap_servers=bootstrap,
+        topic=topic,
+        linger_ms=LINGER_MS,
+        max_batch_size=BATCH_BYTES,
+        client="confluent",
+    ) as producer:
+        for event in events:
+            await producer.send(event)
+        await producer.flush()
+    assert producer.stats.acknowledged == len(events), producer.stats
+
+
 def _raw_producer(bootstrap: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -214,6 +231,7 @@ async def produce_faststream(bootstrap: str, topic: str, events: list[SystemEven
 
 PRODUCERS: dict[str, ProducerRun] = {
     "agent-events KafkaEventProducer": produce_agent_events,
+    "agent-events KafkaEventProducer (confluent)": produce_agent_events_confluent,
     "raw aiokafka send()": produce_raw_send,
     "raw aiokafka send_batch()": produce_raw_batches,
     "confluent-kafka": produce_confluent,
@@ -230,6 +248,29 @@ async def consume_agent_events(bootstrap: str, topic: str, group: str, ticker: T
 
     async with ConsumerService(
         bootstrap_servers=bootstrap, topics=[topic], group_id=group, dlq_topic=None, handlers=[noop]
+    ) as service:
+        runner = asyncio.create_task(service.run())
+        async with asyncio.timeout(DEADLINE_S):
+            await ticker.done.wait()
+        service.request_stop()
+        await runner
+
+
+async def consume_agent_events_confluent(
+    bootstrap: str, topic: str, group: str, ticker: Ticker
+) -> None:
+    """Ours with ``client="confluent"``: the same service on librdkafka."""
+
+    async def noop(event: SystemEvent) -> None:
+        ticker.tick()
+
+    async with ConsumerService(
+        bootstrap_servers=bootstrap,
+        topics=[topic],
+        group_id=group,
+        dlq_topic=None,
+        handlers=[noop],
+        client="confluent",
     ) as service:
         runner = asyncio.create_task(service.run())
         async with asyncio.timeout(DEADLINE_S):
@@ -316,6 +357,7 @@ async def consume_faststream(bootstrap: str, topic: str, group: str, ticker: Tic
 
 CONSUMERS: dict[str, ConsumerRun] = {
     "agent-events ConsumerService": consume_agent_events,
+    "agent-events ConsumerService (confluent)": consume_agent_events_confluent,
     "raw aiokafka loop": consume_raw_aiokafka,
     "confluent-kafka": consume_confluent,
     "FastStream": consume_faststream,

@@ -47,7 +47,7 @@ from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.protocol.group import HeartbeatRequest
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from agent_events.agent_runtime.errors import KafkaError
+from agent_events.agent_runtime.errors import ConfigError, KafkaError
 from agent_events.agent_runtime.resource import AsyncResource
 from agent_events.transport import KafkaConnectionConfig, start_client
 
@@ -130,6 +130,10 @@ async def still_a_member(consumer: AIOKafkaConsumer) -> bool:
     illegal generation, rebalance in progress, no answer) is not a confirmation;
     aiokafka's own heartbeat then sees the same answer and rejoins.
     """
+    probe = getattr(consumer, "still_a_member", None)
+    if probe is not None:  # the librdkafka adapter probes with a commit (its docstring)
+        confirmed: bool = await probe()
+        return confirmed
     coordinator: Any = consumer._coordinator  # noqa: SLF001
     if coordinator is None or not coordinator.member_id or coordinator.generation < 0:
         return False
@@ -196,6 +200,7 @@ class GroupMember(AsyncResource, ABC):
         self._last_commit = 0.0
         self._stall = StallWatch(stall_limit_s, self._fence) if stall_limit_s else None
         self._fencing = self._stall is not None
+        self._incremental = False
         self.fenced = False
         """Whether this member presumes it lost its partitions and starts no record."""
         self.fences = 0
@@ -291,7 +296,23 @@ class GroupMember(AsyncResource, ABC):
 
         The consumer is this member's from here on: the listener may run before
         ``start()`` returns. On failure it is stopped and forgotten.
+
+        A consumer whose heartbeats do not run on the event loop (librdkafka's) needs no
+        stall watch: a frozen loop does not cost its membership. A consumer whose
+        rebalances are incremental keeps some partitions across one, with their
+        positions, so a rebalance lifts a fence there as a confirmed heartbeat does
+        (``_assigned``: the dropped records are fetched again).
+        Raises :class:`ConfigError` for an aiokafka consumer on a connection that names
+        another client library (windows run on aiokafka only).
         """
+        if connection.client != "aiokafka" and isinstance(consumer, AIOKafkaConsumer):
+            raise ConfigError(
+                f"{what} runs on aiokafka only; client={connection.client!r} works for "
+                "KafkaEventProducer and ConsumerService: set client='aiokafka' here"
+            )
+        if getattr(consumer, "heartbeats_off_loop", False):
+            self._stall = None
+        self._incremental = bool(getattr(consumer, "incremental_rebalance", False))
         consumer.subscribe(topics, listener=RebalanceListener(self._revoked, self._assigned))
         self._consumer = consumer
         try:
@@ -329,9 +350,13 @@ class GroupMember(AsyncResource, ABC):
 
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
         self.rebalancing = False
-        if self.fenced:  # a new generation: positions come from the committed offsets
+        if self.fenced:  # a new generation confirms the membership
             logger.warning("group %s: rejoined the group; fetching on", self._group_id)
             self.fenced = False
+            if self._incremental and self._consumer is not None:
+                # partitions kept across the rebalance keep their positions: fetch what
+                # the fence dropped again, as after a confirmed heartbeat
+                await self._unfence(self._consumer)
         await self._assign(assigned)
 
     def _fenced_now(self) -> None:

@@ -51,6 +51,7 @@ from agent_events.consumers.member import GroupMember, commit_offsets
 from agent_events.consumers.processing import ProcessingObserver, RecordProcessor
 from agent_events.consumers.worker import PartitionWorker
 from agent_events.schemas.codec import EventCodec
+from agent_events.transport import backend_for
 
 __all__ = ["ConsumerService", "HandlerSpec"]
 
@@ -118,7 +119,9 @@ class ConsumerService(GroupMember):
         )
         try:
             await self._join(
-                AIOKafkaConsumer(**self.config.consumer_kwargs()),
+                backend_for(self.config).consumer(
+                    self.config, tuple(self.config.topics), self.config.consumer_kwargs()
+                ),
                 self.config.topics,
                 what=f"consumer group {self.config.group_id}",
                 connection=self.config,

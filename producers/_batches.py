@@ -1,4 +1,16 @@
-"""Records gathered per partition into batches the producer hands to aiokafka whole.
+"""How the producer's records reach the client library: one :class:`RecordSender` per library.
+
+:func:`open_sender` picks it from the ``client`` setting, so the producer does not branch
+on the library: it chooses the partition itself (Java's murmur2), then ``add``s each
+record and ``flush``es or ``close``s the sender.
+
+**librdkafka** (``client="confluent"``): :class:`ConfluentSender` hands each record to
+librdkafka with that partition; librdkafka batches per partition itself (``linger.ms``,
+``batch.size``), keeps a partition's records in send order (idempotent) and reports each
+record alone, on the event loop: its future gets its offset, or ``on_refused`` then
+``on_failure`` hear of it.
+
+**aiokafka**: records are gathered per partition into batches handed to aiokafka whole.
 
 aiokafka's ``send()`` costs a future, a done-callback and a partition lookup per
 record; its ``send_batch()`` costs one of each per batch, the path a hand-written
@@ -22,7 +34,7 @@ import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.structs import RecordMetadata, TopicPartition
@@ -30,7 +42,7 @@ from aiokafka.structs import RecordMetadata, TopicPartition
 from agent_events.agent_runtime.events import SystemEvent
 from agent_events.producers.headers import Headers
 
-__all__ = ["PartitionBatches", "Pending"]
+__all__ = ["ConfluentSender", "PartitionBatches", "Pending", "RecordSender", "open_sender"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +58,120 @@ class Pending:
     event: SystemEvent
     timestamp_ms: int
     future: asyncio.Future[Any] | None
+
+
+class RecordSender(Protocol):
+    """Takes the producer's records to one client library (module docstring)."""
+
+    def known_partitions(self, topic: str) -> int | None:
+        """The partition count of ``topic`` from the client's metadata; ``None`` if unknown."""
+        ...
+
+    async def partition_count(self, topic: str) -> int:
+        """The partition count of ``topic``, waiting for its metadata."""
+        ...
+
+    async def add(
+        self,
+        tp: TopicPartition,
+        key: bytes,
+        value: bytes,
+        timestamp_ms: int,
+        headers: Headers,
+        pending: Pending,
+    ) -> None:
+        """Take one record for ``tp``; waits only while the client has no room for it."""
+        ...
+
+    async def flush(self) -> None:
+        """Wait until the broker answered for every record taken so far."""
+        ...
+
+    async def close(self) -> None:
+        """Flush, then stop the client (also when the flush fails or is cancelled)."""
+        ...
+
+
+def open_sender(
+    client: str,
+    producer: Any,
+    *,
+    linger_s: float,
+    on_acknowledged: AcknowledgedCallback,
+    on_failure: FailureCallback,
+    on_refused: RefusedCallback,
+) -> RecordSender:
+    """The sender for a started ``producer`` of the library named ``client``."""
+    sender = ConfluentSender if client == "confluent" else PartitionBatches
+    return sender(
+        producer,
+        linger_s=linger_s,
+        on_acknowledged=on_acknowledged,
+        on_failure=on_failure,
+        on_refused=on_refused,
+    )
+
+
+class ConfluentSender:
+    """Each record straight to librdkafka, settled alone when it reports it (module docstring).
+
+    ``producer`` is the confluent backend's producer; ``linger_s`` is librdkafka's
+    ``linger.ms`` already, so it is not used here.
+    """
+
+    def __init__(
+        self,
+        producer: Any,
+        *,
+        linger_s: float,
+        on_acknowledged: AcknowledgedCallback,
+        on_failure: FailureCallback,
+        on_refused: RefusedCallback,
+    ) -> None:
+        self._producer = producer
+        self._on_acknowledged = on_acknowledged
+        self._on_failure = on_failure
+        self._on_refused = on_refused
+
+    def known_partitions(self, topic: str) -> int | None:
+        count: int | None = self._producer.known_partitions(topic)
+        return count
+
+    async def partition_count(self, topic: str) -> int:
+        count: int = await self._producer.partition_count(topic)
+        return count
+
+    async def add(
+        self,
+        tp: TopicPartition,
+        key: bytes,
+        value: bytes,
+        timestamp_ms: int,
+        headers: Headers,
+        pending: Pending,
+    ) -> None:
+        def delivered(error: BaseException | None, metadata: RecordMetadata | None) -> None:
+            if error is not None:
+                self._on_refused(error)
+                _fail(pending, error, self._on_failure)
+                return
+            self._on_acknowledged(1)
+            future = pending.future
+            if future is not None and not future.done():
+                future.set_result(metadata)
+
+        args = (tp.topic, tp.partition, key, value, timestamp_ms, headers, delivered)
+        if not self._producer.produce_nowait(*args):
+            await self._producer.produce(*args)  # waits for room in librdkafka's queue
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+
+    async def close(self) -> None:
+        try:
+            await self.flush()
+        finally:
+            await self._producer.stop()
 
 
 @dataclass(slots=True)
@@ -137,6 +263,20 @@ class PartitionBatches:
         while self._hand_offs or self._in_flight:
             await asyncio.gather(*self._hand_offs, *self._in_flight, return_exceptions=True)
 
+    async def close(self) -> None:
+        """Flush, then stop the aiokafka producer (also when the flush fails or is cancelled)."""
+        try:
+            await self.flush()
+        finally:
+            await self._producer.stop()
+
+    def known_partitions(self, topic: str) -> int | None:
+        partitions = self._producer.client.cluster.partitions_for_topic(topic)
+        return len(partitions) if partitions else None
+
+    async def partition_count(self, topic: str) -> int:
+        return len(await self._producer.partitions_for(topic))
+
     def _open_batch(self, tp: TopicPartition) -> _OpenBatch:
         batch = self._open[tp] = _OpenBatch(self._producer.create_batch())
         loop = asyncio.get_running_loop()
@@ -181,8 +321,12 @@ class PartitionBatches:
 
     def _failed(self, records: list[Pending], error: BaseException) -> None:
         for record in records:
-            self._on_failure(record.event, error)
-            future = record.future
-            if future is not None and not future.done():
-                future.set_exception(copy.copy(error))  # one traceback per record
-                future.exception()  # reported through on_failure: no "never retrieved" noise
+            _fail(record, error, self._on_failure)
+
+
+def _fail(record: Pending, error: BaseException, on_failure: FailureCallback) -> None:
+    on_failure(record.event, error)
+    future = record.future
+    if future is not None and not future.done():
+        future.set_exception(copy.copy(error))  # one traceback per record
+        future.exception()  # reported through on_failure: no "never retrieved" noise

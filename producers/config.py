@@ -87,7 +87,13 @@ class ProducerConfig(KafkaConnectionConfig, ProducerTuning):
         return kwargs
 
     def producer_options(self) -> dict[str, Any]:
-        """The producer options alone (for :func:`~agent_events.transport.producer_client`)."""
+        """The producer options alone, named as aiokafka names them.
+
+        For :func:`~agent_events.transport.producer_client` and the client backends; with
+        ``client="confluent"`` each becomes its librdkafka property (``linger_ms`` ->
+        ``linger.ms``, ``max_batch_size`` -> ``batch.size``, ``max_request_size`` ->
+        ``message.max.bytes``, ...: :func:`~agent_events.transport._connection.rdkafka_options`).
+        """
         return {
             "acks": self.acks,
             "enable_idempotence": self.enable_idempotence,

@@ -5,9 +5,11 @@ Guarantees:
 * **Per-session order.** The key is ``session_id`` (``agent_id`` without a session),
   partitioned with Java's murmur2, and the producer is idempotent with
   ``acks=all``, so a session's events land on one partition in send order, once.
+  The same holds with ``client="confluent"`` (librdkafka): we choose the partition for
+  both libraries.
 * **Bounded waiting for the agent.** Attached to an :class:`EventBus`, the producer
   is one ``ANY`` subscriber: its bus queue (``max_queue_size`` events) plus
-  aiokafka's accumulator are the buffer. The agent's ``publish`` waits only when
+  the client library's buffer are the buffer. The agent's ``publish`` waits only when
   that queue is full (backpressure, nothing dropped); ``publish_sync`` then raises
   :class:`QueueFull`.
 * **No silent loss.** A record the broker does not acknowledge (broker gone past
@@ -30,7 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Unpack
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import BrokerResponseError, KafkaConnectionError, MessageSizeTooLargeError
 from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.structs import TopicPartition
@@ -45,10 +46,9 @@ from agent_events.agent_runtime.errors import (
 from agent_events.agent_runtime.event_bus import EventBus, type_label
 from agent_events.agent_runtime.events import EventType, EventTypeLike, SystemEvent
 from agent_events.agent_runtime.resource import AsyncResource
-from agent_events.producers._batches import PartitionBatches, Pending
+from agent_events.producers._batches import Pending, RecordSender, open_sender
 from agent_events.producers._tracing import SendTarget, SendTracer
 from agent_events.producers.config import ProducerConfig, ProducerOptions
-from agent_events.producers.connect import start_with_backoff
 from agent_events.producers.headers import (
     CONTENT_TYPE_HEADER,
     EVENT_TYPE_HEADER,
@@ -60,7 +60,7 @@ from agent_events.producers.headers import (
 )
 from agent_events.producers.partitioner import SessionKeyPartitioner
 from agent_events.schemas.codec import CONTENT_TYPE, EventCodec
-from agent_events.transport import backend_for
+from agent_events.transport import backend_for, start_client
 
 __all__ = [
     "DeliveryErrorCallback",
@@ -139,8 +139,8 @@ class KafkaEventProducer(AsyncResource):
         self._on_delivery_error = on_delivery_error
         self._sequencer = SessionSequencer(config.sequence_cache_size)
         self._partitioner = SessionKeyPartitioner()
-        self._producer: AIOKafkaProducer | None = None
-        self._batches: PartitionBatches | None = None
+        self._producer: Any = None
+        self._batches: RecordSender | None = None
         self._attachments: list[tuple[EventBus, str]] = []
         self._client_id = config.client_id or f"agent-events-producer-{self.producer_id[:12]}"
         self._tracer = SendTracer(SendTarget.of(config.bootstrap_servers, self._client_id))
@@ -188,7 +188,8 @@ class KafkaEventProducer(AsyncResource):
             )
             self._idempotent = False
             self._producer = await self._start_client(False)
-        self._batches = PartitionBatches(
+        self._batches = open_sender(
+            self.config.client,
             self._producer,
             linger_s=self.config.linger_ms / 1000,
             on_acknowledged=self._acknowledged,
@@ -196,20 +197,14 @@ class KafkaEventProducer(AsyncResource):
             on_refused=self._refused,
         )
 
-    async def _start_client(self, idempotent: bool) -> AIOKafkaProducer:
-        kwargs = self.config.producer_kwargs()
-        kwargs["enable_idempotence"] = idempotent
-        kwargs.setdefault("client_id", self._client_id)
-        client = AIOKafkaProducer(partitioner=self._partitioner, **kwargs)
+    async def _start_client(self, idempotent: bool) -> Any:
+        options = self.config.producer_options()
+        options["enable_idempotence"] = idempotent
+        options["client_id"] = self._client_id
+        options["partitioner"] = self._partitioner
+        client = self._backend.producer(self.config, options)
         try:
-            await start_with_backoff(
-                client.start,
-                what="producer",
-                bootstrap_servers=self.config.bootstrap_servers,
-                deadline_s=self.config.connect_timeout_s,
-                close=client.stop,
-                credentials=self.config.credentials_text(),
-            )
+            await start_client(client, self.config, what="producer")
         except AIOKafkaError:
             await client.stop()
             raise
@@ -228,25 +223,25 @@ class KafkaEventProducer(AsyncResource):
         finally:
             producer, self._producer = self._producer, None
             batches, self._batches = self._batches, None
-            if producer is not None:
-                try:
-                    if batches is not None:
-                        await batches.flush()
-                finally:
-                    await producer.stop()
+            if batches is not None:
+                await batches.close()
+            elif producer is not None:
+                await producer.stop()
 
     # -------------------------------------------------------------------- sending
 
     async def send(self, event: SystemEvent, *, topic: str | None = None) -> asyncio.Future[Any]:
         """Queue ``event`` for sending; returns the broker acknowledgement future.
 
-        The record joins its partition's open batch (:mod:`producers._batches`); this
-        waits only while a full batch is handed to aiokafka (one batch per partition
-        waits there) or while the topic's metadata is unknown. Raises
+        We choose the partition (Java's murmur2) and hand the record to the client
+        library's sender (:mod:`producers._batches`); this waits only while the client
+        has no room (aiokafka: a full batch being handed off, one per partition; librdkafka:
+        its queue full) or while the topic's metadata is unknown. Raises
         :class:`EncodeError` for an event that does not fit the schema and
         :class:`RecordTooLarge` for one over ``max_request_size``.
         """
-        producer, batches = self._require_started(), self._batches
+        self._require_started()
+        batches = self._batches
         assert batches is not None
         value = self._codec.encode(event)
         key = event.partition_key
@@ -263,10 +258,8 @@ class KafkaEventProducer(AsyncResource):
         topic = topic or self.config.topic
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         try:
-            partitions = producer.client.cluster.partitions_for_topic(
-                topic
-            ) or await producer.partitions_for(topic)
-            tp = TopicPartition(topic, self._partitioner.partition(key_bytes, len(partitions)))
+            partitions = batches.known_partitions(topic) or await batches.partition_count(topic)
+            tp = TopicPartition(topic, self._partitioner.partition(key_bytes, partitions))
             with self._tracer.span(topic, key, event.event_id, headers):
                 await batches.add(
                     tp,
@@ -336,7 +329,7 @@ class KafkaEventProducer(AsyncResource):
 
     # ------------------------------------------------------------------ internals
 
-    def _require_started(self) -> AIOKafkaProducer:
+    def _require_started(self) -> Any:
         if self._producer is None:
             raise KafkaError("the producer is not started; use 'async with' or await start()")
         return self._producer

@@ -3,9 +3,10 @@
 Connection settings (servers, security, timeouts), the client factories (admin,
 producer, consumer as async context managers, started with one backoff with jitter),
 and the bounded LRU map the clients' caches use. Everything else in agent-events builds
-its Kafka clients here, so a broker that is down, a SASL setting or a second client
-library (``client=...``) is handled once, and so is a broker that goes away while the clients
-run (:func:`connection_outage`: the library's connection errors become three log lines).
+its Kafka clients here, so a broker that is down, a SASL setting or the client library
+(``client="aiokafka"``, or ``"confluent"`` for librdkafka) is handled once, and so is a
+broker that goes away while the clients run (:func:`connection_outage`: the library's
+connection errors become three log lines).
 """
 
 from agent_events.agent_runtime.lru import LRUMap, require_positive_int

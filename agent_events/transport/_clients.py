@@ -3,8 +3,8 @@
 Each factory builds the client from a :class:`KafkaConnectionConfig` through the backend
 its ``client`` field names, starts it with the one backoff
 (:func:`~agent_events.transport.start_with_backoff`) and stops it on the way out, also
-when the block raises or is cancelled. A second client library plugs in by registering a
-:class:`ClientBackend` under a new ``client`` name; callers do not change.
+when the block raises or is cancelled. Each client library is a :class:`ClientBackend`
+registered under its ``client`` name (``aiokafka``, ``confluent``); callers do not change.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from agent_events.agent_runtime.errors import ConfigError
 from agent_events.transport._aiokafka import AioKafkaBackend
 from agent_events.transport._backoff import start_with_backoff
+from agent_events.transport._confluent import ConfluentBackend
 from agent_events.transport._connection import KafkaConnectionConfig
 
 __all__ = [
@@ -49,11 +50,14 @@ class ClientBackend(Protocol):
         ...
 
 
-_BACKENDS: dict[str, ClientBackend] = {"aiokafka": AioKafkaBackend()}
+_BACKENDS: dict[str, ClientBackend] = {
+    "aiokafka": AioKafkaBackend(),
+    "confluent": ConfluentBackend(),
+}
 
 
 def backend_for(connection: KafkaConnectionConfig) -> ClientBackend:
-    """The backend named by ``connection.client``."""
+    """The backend named by ``connection.client``; :class:`ConfigError` for an unknown name."""
     try:
         return _BACKENDS[connection.client]
     except KeyError:

@@ -2,8 +2,11 @@
 
 Producer, consumer and admin clients are all built from a :class:`KafkaConnectionConfig`
 (or a model that extends it), so they agree on servers, security and timeouts. The
-``client`` field names the client library behind the factories (only ``aiokafka`` today;
-a librdkafka backend plugs in behind the same name later).
+``client`` field names the client library behind the factories: ``aiokafka`` (the
+default) or ``confluent`` (librdkafka through confluent-kafka, for
+:class:`~agent_events.producers.KafkaEventProducer` and
+:class:`~agent_events.consumers.ConsumerService`). Options are written once, with
+aiokafka's names; :func:`rdkafka_options` says what each one is called in librdkafka.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ __all__ = [
     "KafkaConnectionConfig",
     "SaslMechanism",
     "SecurityProtocol",
+    "rdkafka_options",
 ]
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
-ClientKind = Literal["aiokafka"]
+ClientKind = Literal["aiokafka", "confluent"]
 
 
 class KafkaConnectionConfig(BaseModel):
@@ -52,7 +56,11 @@ class KafkaConnectionConfig(BaseModel):
         description="How long start() retries an unreachable broker (with backoff) before giving up.",
     )
     client: ClientKind = Field(
-        default="aiokafka", description="The Kafka client library behind every client."
+        default="aiokafka",
+        description=(
+            "The Kafka client library: aiokafka, or confluent (librdkafka; the producer and "
+            "consumer services only, windows, replay and admin tools run on aiokafka)."
+        ),
     )
 
     @field_validator("bootstrap_servers")
@@ -107,6 +115,31 @@ class KafkaConnectionConfig(BaseModel):
             kwargs["ssl_context"] = self._ssl_context()
         return kwargs
 
+    def rdkafka_config(self) -> dict[str, Any]:
+        """The connection as librdkafka configuration properties (for ``client="confluent"``)."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol.lower(),
+            "socket.timeout.ms": self.request_timeout_ms,
+        }
+        if self.client_id:
+            config["client.id"] = self.client_id
+        if self.security_protocol.startswith("SASL"):
+            sasl = self._sasl_kwargs()
+            config["sasl.mechanism"] = sasl["sasl_mechanism"]
+            if sasl["sasl_plain_username"] is not None:
+                config["sasl.username"] = sasl["sasl_plain_username"]
+            if "sasl_plain_password" in sasl:
+                config["sasl.password"] = sasl["sasl_plain_password"]
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            files = {
+                "ssl.ca.location": self.ssl_cafile,
+                "ssl.certificate.location": self.ssl_certfile,
+                "ssl.key.location": self.ssl_keyfile,
+            }
+            config.update({name: path for name, path in files.items() if path})
+        return config
+
     def _sasl_kwargs(self) -> dict[str, Any]:
         if self.sasl_mechanism is None:
             raise ConfigError(f"security_protocol {self.security_protocol} needs sasl_mechanism")
@@ -126,6 +159,69 @@ class KafkaConnectionConfig(BaseModel):
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"cannot load the SSL files: {exc}") from exc
         return context
+
+
+_CONNECTION_KWARGS = frozenset(
+    {
+        "bootstrap_servers",
+        "client_id",
+        "security_protocol",
+        "request_timeout_ms",
+        "sasl_mechanism",
+        "sasl_plain_username",
+        "sasl_plain_password",
+        "ssl_context",
+    }
+)
+"""What :meth:`KafkaConnectionConfig.client_kwargs` yields: librdkafka takes it from the model."""
+
+_RDKAFKA_NAMES: dict[str, str | None] = {
+    # producer
+    "acks": "acks",
+    "enable_idempotence": "enable.idempotence",
+    "linger_ms": "linger.ms",
+    "max_batch_size": "batch.size",
+    "max_request_size": "message.max.bytes",
+    "compression_type": "compression.type",
+    "retry_backoff_ms": "retry.backoff.ms",
+    "partitioner": None,  # records go to the partition we chose (Java's murmur2)
+    # consumer
+    "group_id": "group.id",
+    "group_instance_id": "group.instance.id",
+    "enable_auto_commit": "enable.auto.commit",
+    "auto_offset_reset": "auto.offset.reset",
+    "session_timeout_ms": "session.timeout.ms",
+    "heartbeat_interval_ms": "heartbeat.interval.ms",
+    "max_poll_interval_ms": "max.poll.interval.ms",
+    "isolation_level": "isolation.level",
+    "max_poll_records": None,  # how many records one fetch returns: ours, not librdkafka's
+}
+
+
+def rdkafka_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Client ``options`` named as aiokafka names them, as librdkafka properties.
+
+    Connection keywords are skipped (:meth:`KafkaConnectionConfig.rdkafka_config` has
+    them); ``None`` means the library default. An option librdkafka has no counterpart
+    for is a :class:`ConfigError`, not silently dropped.
+    """
+    config: dict[str, Any] = {}
+    for name, value in options.items():
+        if name in _CONNECTION_KWARGS:
+            continue
+        try:
+            rdkafka_name = _RDKAFKA_NAMES[name]
+        except KeyError:
+            raise ConfigError(
+                f"option {name!r} has no librdkafka counterpart; drop it or use client='aiokafka'"
+            ) from None
+        if rdkafka_name is None:
+            continue
+        if value is None:
+            value = "none" if name == "compression_type" else None
+        if value is not None:
+            config[rdkafka_name] = value
+    return config
 
 
 class ConnectionOptions(TypedDict, total=False):
