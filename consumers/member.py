@@ -85,8 +85,12 @@ async def commit_offsets(
     *,
     group_id: str,
     on_lost: LostCallback | None = None,
+    deadline_s: float | None = None,
 ) -> bool:
     """Commit ``offsets`` (next offset to read, per partition) for the group.
+
+    ``deadline_s`` bounds the wait: aiokafka waits for an unreachable coordinator
+    forever, which would keep a stopping member from ever leaving.
 
     Returns ``False`` when the commit failed: the records since the last commit
     will be delivered again (at least once), which is logged, never raised, so a
@@ -98,7 +102,16 @@ async def commit_offsets(
     if not offsets:
         return True
     try:
-        await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+        async with asyncio.timeout(deadline_s):
+            await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+    except TimeoutError:
+        logger.error(
+            "group %s: commit did not finish within %.0fs (is the broker reachable?); "
+            "records since the last commit will be redelivered",
+            group_id,
+            deadline_s,
+        )
+        return False
     except (CommitFailedError, IllegalStateError) as exc:
         logger.warning(
             "group %s: commit of %d partitions failed (%s); they will be redelivered",

@@ -262,7 +262,11 @@ class ConsumerService(GroupMember):
         if not offsets or self._consumer is None:
             return
         if not await commit_offsets(
-            self._consumer, offsets, group_id=self.config.group_id, on_lost=self._fence
+            self._consumer,
+            offsets,
+            group_id=self.config.group_id,
+            on_lost=self._fence,
+            deadline_s=self.config.request_timeout_ms / 1000,
         ):
             return
         self.commits += 1

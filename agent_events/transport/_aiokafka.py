@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, codec
@@ -27,6 +28,25 @@ RETRIABLE: tuple[type[BaseException], ...] = (
 )
 
 
+class _Consumer(AIOKafkaConsumer):  # type: ignore[misc]  # aiokafka ships no types
+    """An ``AIOKafkaConsumer`` whose ``stop()`` also finishes after the broker went away.
+
+    aiokafka's fetcher cancels its pending fetch tasks on close and awaits them
+    unguarded: with the broker gone, one sleeps in its retry backoff, its cancel escapes
+    ``stop()`` (a service stopped by SIGTERM exited 1 with a traceback) and the
+    connections are left open. That cancel is aiokafka's own; the caller's still goes on.
+    """
+
+    async def stop(self) -> None:
+        try:
+            await super().stop()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            await self._client.close()
+
+
 class AioKafkaBackend:
     """Builds (unstarted) aiokafka clients from a connection and client options."""
 
@@ -46,7 +66,7 @@ class AioKafkaBackend:
     def consumer(
         self, connection: KafkaConnectionConfig, topics: tuple[str, ...], options: dict[str, Any]
     ) -> Any:
-        return AIOKafkaConsumer(*topics, **{**connection.client_kwargs(), **options})
+        return _Consumer(*topics, **{**connection.client_kwargs(), **options})
 
     def recover_from_refusal(self, producer: Any, error: BaseException) -> bool:
         """Make an idempotent ``producer`` usable again after the broker refused a batch.

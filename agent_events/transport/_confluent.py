@@ -53,7 +53,7 @@ def require_confluent_kafka() -> None:
         import confluent_kafka  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         raise ConfigError(
-            "client='confluent' needs confluent-kafka (pip install confluent-kafka), "
+            "client='confluent' needs confluent-kafka (pip install 'agent-events[confluent]'), "
             "or use client='aiokafka'"
         ) from None
 

@@ -60,6 +60,9 @@ class Committer(Protocol):
     async def close(self, tps: Sequence[TopicPartition]) -> None:
         """Release what :meth:`open` took for these partitions."""
 
+    unreachable: bool
+    """Whether the last commit ran out of time (the broker is unreachable, presumably)."""
+
     async def commit(self, tasks: Sequence[PartitionTask]) -> list[TopicPartition]:
         """Commit every task's collected work; returns the partitions whose commit failed."""
 
@@ -122,6 +125,29 @@ async def _send_all(producer: AIOKafkaProducer, task: PartitionTask) -> list[asy
     return futures
 
 
+_CLEANUP_S = 5.0
+"""How long aborting a failed transaction or stopping its producer may take: with the
+broker gone aiokafka would wait for it forever."""
+
+
+def commit_deadline_s(config: WindowedAggregationConfig) -> float:
+    """How long one commit may take (the request timeout): aiokafka waits for an
+    unreachable transaction coordinator forever, and a commit that cannot finish must
+    fail (its work is redone from the last commit), so a stop is never stuck behind it."""
+    return config.request_timeout_ms / 1000
+
+
+async def _stop_within(producer: AIOKafkaProducer, seconds: float) -> None:
+    """Stop ``producer``; after ``seconds`` (records it could not deliver) give up on it."""
+    try:
+        async with asyncio.timeout(seconds):
+            await producer.stop()
+    except TimeoutError:
+        logger.warning("a window producer did not stop within %.0fs; abandoned", seconds)
+    except Exception as exc:  # noqa: BLE001 - stopping a failed producer: nothing to add
+        logger.debug("stopping a window producer failed: %r", exc)
+
+
 def _record(o: Outgoing) -> dict[str, Any]:
     return {"key": o.key, "value": o.value, "timestamp": o.timestamp_ms, "headers": o.headers}
 
@@ -144,6 +170,7 @@ class TransactionalCommitter:
         self._copies = copies
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self.aborted = 0
+        self.unreachable = False
 
     async def open(self, tps: Sequence[TopicPartition]) -> None:
         await asyncio.gather(*(self._open_one(tp) for tp in tps if tp not in self._producers))
@@ -185,11 +212,12 @@ class TransactionalCommitter:
 
     async def close(self, tps: Sequence[TopicPartition]) -> None:
         producers = [self._producers.pop(tp) for tp in tps if tp in self._producers]
-        await asyncio.gather(*(p.stop() for p in producers), return_exceptions=True)
+        await asyncio.gather(*(_stop_within(p, _CLEANUP_S) for p in producers))
 
     async def commit(self, tasks: Sequence[PartitionTask]) -> list[TopicPartition]:
         work = [t for t in tasks if t.has_work and t.tp in self._producers]
         results = await asyncio.gather(*(self._commit_one(t) for t in work), return_exceptions=True)
+        self.unreachable = any(isinstance(r, TimeoutError) for r in results)
         failed: list[TopicPartition] = []
         for task, result in zip(work, results, strict=True):
             if isinstance(result, BaseException):
@@ -210,17 +238,21 @@ class TransactionalCommitter:
         changelog = task.changelog()
         await producer.begin_transaction()
         try:
-            futures = await _send_all(producer, task)
-            if changelog:
-                futures += await _send_changelog(
-                    producer, config.changelog_topic, task.tp.partition, changelog
+            async with asyncio.timeout(commit_deadline_s(config)):
+                futures = await _send_all(producer, task)
+                if changelog:
+                    futures += await _send_changelog(
+                        producer, config.changelog_topic, task.tp.partition, changelog
+                    )
+                await producer.send_offsets_to_transaction(
+                    {task.tp: task.next_offset}, config.group_id
                 )
-            await producer.send_offsets_to_transaction({task.tp: task.next_offset}, config.group_id)
-            await producer.commit_transaction()
+                await producer.commit_transaction()
         except BaseException:
             self.aborted += 1
             with contextlib.suppress(Exception):
-                await producer.abort_transaction()
+                async with asyncio.timeout(_CLEANUP_S):
+                    await producer.abort_transaction()
             await self.close([task.tp])  # a fenced or failed producer is not reused
             raise
         await asyncio.gather(*futures)
@@ -240,6 +272,7 @@ class AtLeastOnceCommitter:
         self._consumer = consumer
         self._copies = copies
         self._producer: AIOKafkaProducer | None = None
+        self.unreachable = False
 
     async def open(self, tps: Sequence[TopicPartition]) -> None:
         if self._producer is None:
@@ -282,22 +315,24 @@ class AtLeastOnceCommitter:
             return []
         config = self._config
         try:
-            futures: list[asyncio.Future[Any]] = []
-            for task in work:
-                futures += await _send_all(producer, task)
-            await asyncio.gather(*futures)
-            futures = []
-            for task in work:
-                records = task.changelog()
-                if records:
-                    futures += await _send_changelog(
-                        producer, config.changelog_topic, task.tp.partition, records
-                    )
-            await asyncio.gather(*futures)
-            offsets = {t.tp: t.next_offset for t in work}
-            if not await commit_offsets(self._consumer, offsets, group_id=config.group_id):
-                return [t.tp for t in work]  # their state is restored from the changelog
-        except AIOKafkaError as exc:
+            async with asyncio.timeout(commit_deadline_s(config)):
+                futures: list[asyncio.Future[Any]] = []
+                for task in work:
+                    futures += await _send_all(producer, task)
+                await asyncio.gather(*futures)
+                futures = []
+                for task in work:
+                    records = task.changelog()
+                    if records:
+                        futures += await _send_changelog(
+                            producer, config.changelog_topic, task.tp.partition, records
+                        )
+                await asyncio.gather(*futures)
+                offsets = {t.tp: t.next_offset for t in work}
+                if not await commit_offsets(self._consumer, offsets, group_id=config.group_id):
+                    return [t.tp for t in work]  # their state is restored from the changelog
+        except (AIOKafkaError, TimeoutError) as exc:
+            self.unreachable = isinstance(exc, TimeoutError)
             logger.warning(
                 "commit of %d partitions failed (%r); their state is restored from the "
                 "changelog and uncommitted records are processed again",
@@ -305,6 +340,7 @@ class AtLeastOnceCommitter:
                 exc,
             )
             return [t.tp for t in work]
+        self.unreachable = False
         for task in work:
             task.committed()
         return []
@@ -312,4 +348,4 @@ class AtLeastOnceCommitter:
     async def stop(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            await producer.stop()
+            await _stop_within(producer, _CLEANUP_S)

@@ -35,7 +35,7 @@ from typing import Any, Unpack
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from agent_events.agent_runtime.errors import UnsupportedByBroker
+from agent_events.agent_runtime.errors import KafkaError, UnsupportedByBroker
 from agent_events.agent_runtime.event_bus import EventBus
 from agent_events.consumers.copies import CopySizes
 from agent_events.consumers.member import GroupMember
@@ -60,7 +60,7 @@ from agent_events.consumers.windows.state import WindowStore, restore_stores
 from agent_events.consumers.windows.tasks import AggregateTask, PartitionTask, TaskCounters
 from agent_events.consumers.windows.topics import ensure_window_topics
 from agent_events.schemas.codec import EventCodec
-from agent_events.transport import DEFAULT_MAX_MESSAGE_BYTES
+from agent_events.transport import DEFAULT_MAX_MESSAGE_BYTES, backend_for
 
 __all__ = ["WindowProcessor"]
 
@@ -109,6 +109,8 @@ class WindowProcessor(GroupMember):
         self._sources: frozenset[str] = frozenset()
         self._partitions = 0
         self._copies = CopySizes(DEFAULT_MAX_MESSAGE_BYTES, {})
+        self._unprepared: set[TopicPartition] = set()
+        """Assigned partitions whose restore failed after a failed commit (paused)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -123,7 +125,7 @@ class WindowProcessor(GroupMember):
             layout = await ensure_window_topics(config, self._reader)
             self._sources, self._partitions = layout.sources, layout.partitions
             self._copies = layout.copies
-            consumer = AIOKafkaConsumer(**config.consumer_kwargs())
+            consumer = backend_for(config).consumer(config, (), config.consumer_kwargs())
             committer = await self._choose_committer(consumer)
             self._committer = committer
             stack.push_async_callback(committer.stop)
@@ -191,8 +193,18 @@ class WindowProcessor(GroupMember):
     async def _commit_due_work(self) -> None:
         async with self._lock:
             await self._commit(list(self._tasks.values()))
+            if self._unprepared and not self._stop_requested.is_set():
+                await self._prepare_again(sorted(self._unprepared))
 
     async def _finish(self) -> None:
+        committer = self._committer
+        if committer is not None and committer.unreachable:
+            logger.warning(
+                "group %s: the broker is unreachable; stopping without a final commit "
+                "(what it would have written is redone from the last commit on restart)",
+                self.config.group_id,
+            )
+            return
         await self._commit_due_work()
 
     # ------------------------------------------------------------------ observation
@@ -338,7 +350,33 @@ class WindowProcessor(GroupMember):
         consumer = self._consumer
         again = [tp for tp in failed if consumer is not None and tp in consumer.assignment()]
         if prepare_failed and again:
-            await self._prepare(again)
+            await self._prepare_again(again)
+
+    async def _prepare_again(self, tps: list[TopicPartition]) -> None:
+        """Restore partitions whose commit failed; while the broker is unreachable they
+        wait (paused) and are tried again at the next commit, and the member stays."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        tps = [tp for tp in tps if tp in consumer.assignment()]
+        consumer.pause(*tps)
+        if self._stop_requested.is_set():  # stopping: not worth a restore
+            self._unprepared.update(tps)
+            return
+        try:
+            await self._prepare(tps)
+        except KafkaError as exc:
+            self._unprepared.update(tps)
+            logger.warning(
+                "group %s: could not restore %d partitions after a failed commit (%s); "
+                "trying again at the next commit",
+                self.config.group_id,
+                len(tps),
+                exc,
+            )
+            return
+        self._unprepared.difference_update(tps)
+        consumer.resume(*(tp for tp in tps if tp in consumer.assignment()))
 
     async def _caught_up(self, tp: TopicPartition) -> bool:
         """Whether the consumer has read ``tp`` to its end, as the last fetch saw it."""
@@ -358,6 +396,7 @@ class WindowProcessor(GroupMember):
             finally:
                 for task in tasks:
                     self._tasks.pop(task.tp, None)
+                self._unprepared.difference_update(revoked)
                 if self._committer is not None:
                     await self._committer.close(sorted(revoked))
 

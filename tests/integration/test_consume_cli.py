@@ -25,6 +25,8 @@ from kafka_support import produce
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent_events.agent_runtime.events import EventType, SystemEvent
+from agent_events.broker import create_topic
+from agent_events.broker.kafka_cluster import KafkaCluster
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
 from agent_events.services import SERVICES
 
@@ -329,3 +331,42 @@ def test_an_unreachable_broker_exits_2_after_the_connect_timeout(tmp_path: Path)
     assert code == 2
     assert stderr.strip().splitlines()[-1].startswith("Error: ")
     assert "no Kafka broker answered at 127.0.0.1:1" in stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("service", ["metrics", "aggregate"])
+async def test_sigterm_after_the_broker_died_exits_0_without_a_traceback(
+    service: str, tmp_path: Path
+) -> None:
+    """The broker goes away under a running service, then the operator stops the service:
+    it drains what it holds and exits 0 with log lines, not a traceback (aiokafka's fetcher
+    used to re-raise the cancel of its own retrying fetch from ``stop()``: exit 1)."""
+    async with KafkaCluster.single(data_dir=tmp_path / "kafka") as cluster:
+        bootstrap = cluster.bootstrap_servers
+        await create_topic(bootstrap, "agent.events", partitions=3)
+        if service != "aggregate":  # a window commit with the broker gone waits: see DELIVERY.md
+            await produce(bootstrap, "agent.events", completions(3, 5))
+        member = ConsumeProcess([service, "-b", bootstrap], tmp_path, service, {})
+        try:
+            await member.started()
+            await until(lambda: consumed_or_restored(member), "the service to take records")
+            await cluster.kill_node(cluster.node_ids[0])
+            await until(
+                lambda: any(
+                    "lost the connection" in str(x.get("event")) for x in member.log_lines()
+                ),
+                "the service to notice the broker is gone",
+            )
+            code = await member.terminate()
+        finally:
+            member.kill()
+    uncaught = [x for x in member.stderr_path.read_text().splitlines() if x.startswith("Traceback")]
+    assert not uncaught, member.stderr_tail()  # log lines are JSON; a crash is not
+    assert code == 0, member.stderr_tail()
+
+
+def consumed_or_restored(member: ConsumeProcess) -> bool:
+    return any(
+        "assigned" in str(x.get("event")) or "restored" in str(x.get("event"))
+        for x in member.log_lines()
+    )
