@@ -38,6 +38,7 @@ __all__ = [
     "SystemEvent",
     "event_as_json",
     "event_from_json",
+    "event_time_ms",
     "event_to_json",
     "event_type_key",
     "register_event_types",
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 BUILTIN_NAMESPACE: Final = ""
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class EventType(Enum):
@@ -281,3 +283,13 @@ def event_from_json(text: str | bytes) -> SystemEvent:
         raise InvalidEventError(f"not a valid event: {exc}") from exc
     # json.loads gave JSON values already; validating them again would hit pydantic's depth.
     return event.model_copy(update={"metadata": metadata})
+
+
+def event_time_ms(event: SystemEvent) -> int:
+    """The event's timestamp in whole milliseconds since the epoch (floored, exact).
+
+    The producer stamps records with it and windows assign events by it, so both agree
+    to the millisecond (``timestamp() * 1000`` in floating point can be one off).
+    """
+    delta = event.timestamp - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000 + delta.microseconds // 1_000

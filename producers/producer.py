@@ -44,12 +44,18 @@ from agent_events.agent_runtime.errors import (
     UnsupportedByBroker,
 )
 from agent_events.agent_runtime.event_bus import EventBus, type_label
-from agent_events.agent_runtime.events import EventType, EventTypeLike, SystemEvent
+from agent_events.agent_runtime.events import (
+    EventType,
+    EventTypeLike,
+    SystemEvent,
+    event_time_ms,
+)
 from agent_events.agent_runtime.resource import AsyncResource
 from agent_events.producers._batches import Pending, RecordSender, open_sender
 from agent_events.producers._tracing import SendTarget, SendTracer
 from agent_events.producers.config import ProducerConfig, ProducerOptions
 from agent_events.producers.headers import (
+    AGENT_ID_HEADER,
     CONTENT_TYPE_HEADER,
     EVENT_TYPE_HEADER,
     PRODUCER_ID_HEADER,
@@ -254,7 +260,7 @@ class KafkaEventProducer(AsyncResource):
             )
             self.stats.record_failure(error)
             raise error
-        timestamp_ms = int(event.timestamp.timestamp() * 1000)
+        timestamp_ms = event_time_ms(event)
         topic = topic or self.config.topic
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         try:
@@ -342,6 +348,7 @@ class KafkaEventProducer(AsyncResource):
             ).encode()
         return [
             (EVENT_TYPE_HEADER, type_header),
+            (AGENT_ID_HEADER, event.agent_id.encode()),
             *self._static_headers,
             (SEQUENCE_HEADER, str(self._sequencer.next(key)).encode()),
         ]

@@ -15,11 +15,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final, Generic, TypeVar
 
 from agent_events.agent_runtime.errors import ConfigError
-from agent_events.agent_runtime.events import EventType, SystemEvent
+from agent_events.agent_runtime.events import EventType, SystemEvent, event_time_ms
 from agent_events.agent_runtime.subscription import type_label
 
 __all__ = [
@@ -38,7 +37,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ERROR_TYPES: Final = frozenset({EventType.ERROR_OCCURRED, EventType.MIDDLEWARE_FAILED})
 
 KEY_FIELDS: Final = ("event_type", "agent_id", "user_id", "session_id", "error_type")
@@ -50,12 +48,6 @@ DEFAULT_KEY_FIELDS: Final = ("event_type", "agent_id")
 KeyFunction = Callable[[SystemEvent], str]
 
 _KEY_CACHE_SIZE: Final = 65_536
-
-
-def event_time_ms(event: SystemEvent) -> int:
-    """The event's timestamp in whole milliseconds since the epoch (floored, exact)."""
-    delta = event.timestamp - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000 + delta.microseconds // 1_000
 
 
 def is_error(event: SystemEvent) -> bool:
