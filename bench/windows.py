@@ -20,8 +20,8 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import platform
-import statistics
 import sys
 import uuid
 from collections.abc import Callable
@@ -33,10 +33,18 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from agent_events.agent_runtime.events import EventType, SystemEvent
+from agent_events.agent_runtime.events import EventType, SystemEvent, event_time_ms
 from agent_events.broker import KafkaCluster, create_topic
-from agent_events.schemas.codec import encode_event
+from agent_events.producers.headers import (
+    AGENT_ID_HEADER,
+    CONTENT_TYPE_HEADER,
+    EVENT_TYPE_HEADER,
+    PRODUCER_ID_HEADER,
+    new_producer_id,
+)
+from agent_events.schemas.codec import CONTENT_TYPE, encode_event
 from bench._windows_contenders import CONTENDERS
+from bench.kafka import Spread, round_ratios
 
 __all__ = ["main", "run_benchmark"]
 
@@ -61,6 +69,7 @@ class Results:
     errors: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     machine: str = ""
+    load_average: dict[str, list[float]] = field(default_factory=dict)
 
 
 def make_stream(count: int) -> list[SystemEvent]:
@@ -87,10 +96,23 @@ async def produce_stream(bootstrap: str, events: list[SystemEvent]) -> str:
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=20
     )
     await producer.start()
+    producer_id = new_producer_id().encode()
     try:
         for event in events:
             key = f"{event.event_type.value}|{event.agent_id}".encode()
-            await producer.send(topic, encode_event(event), key=key)
+            headers = [  # what KafkaEventProducer writes (the sequence left out)
+                (EVENT_TYPE_HEADER, event.event_type.value.encode()),
+                (AGENT_ID_HEADER, event.agent_id.encode()),
+                (CONTENT_TYPE_HEADER, CONTENT_TYPE.encode()),
+                (PRODUCER_ID_HEADER, producer_id),
+            ]
+            await producer.send(
+                topic,
+                encode_event(event),
+                key=key,
+                headers=headers,
+                timestamp_ms=event_time_ms(event),
+            )
         await producer.flush()
     finally:
         await producer.stop()
@@ -118,6 +140,7 @@ async def run_benchmark(
             say(f"started Apache Kafka {cluster.version} at {bootstrap}")
         topic = await produce_stream(bootstrap, make_stream(settings.events))
         say(f"produced {settings.events:,} events to {topic}")
+        results.load_average["start"] = list(os.getloadavg())
         for repeat in range(settings.repeats):
             for name, contender in CONTENDERS.items():
                 if name in results.errors:
@@ -130,24 +153,30 @@ async def run_benchmark(
                     continue
                 results.rates.setdefault(name, []).append(rate)
                 say(f"[{repeat + 1}/{settings.repeats}] {name}: {rate:,.0f} events/s")
+        results.load_average["end"] = list(os.getloadavg())
     return results
 
 
 def report(results: Results) -> str:
-    baseline = statistics.median(results.rates.get(BASELINE, [0.0])) or 0.0
+    baseline = Spread(results.rates.get(BASELINE, []))
     lines = [
-        "| contender | events/s median (min-max) | vs hand-written aiokafka |",
+        "| contender | events/s median (min-max) | per round vs hand-written aiokafka |",
         "|---|---:|---:|",
     ]
     for name, rates in results.rates.items():
-        median = statistics.median(rates)
-        ratio = f"{median / baseline:.2f}x" if baseline else "n/a"
-        lines.append(f"| {name} | {median:,.0f} ({min(rates):,.0f}-{max(rates):,.0f}) | {ratio} |")
+        r = round_ratios(Spread(rates), baseline)
+        ratio = f"{r.median:.2f}x ({min(r.values):.2f}-{max(r.values):.2f})" if r.values else "n/a"
+        lines.append(f"| {name} | {Spread(rates).text()} | {ratio} |")
     for name, error in results.errors.items():
         last = [line for line in error.splitlines() if line.strip()][-1:] or ["?"]
         lines.append(f"| {name} | failed: {last[0].strip()} | |")
     versions = ", ".join(f"{k} {v}" for k, v in results.versions.items())
-    lines.append(f"\n{results.machine}; {versions}")
+    load = " -> ".join(
+        "/".join(f"{x:.2f}" for x in results.load_average[k])
+        for k in ("start", "end")
+        if k in results.load_average
+    )
+    lines.append(f"\n{results.machine}; {versions}; load average (1/5/15 min) {load}")
     return "\n".join(lines)
 
 
