@@ -15,6 +15,7 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -55,12 +56,7 @@ class Member:
     def handled(self) -> list[tuple[str, int]]:
         if not self.out.exists():
             return []
-        rows = []
-        for line in self.out.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows.append((row["session"], row["seq"]))
-        return rows
+        return [(row["session"], row["seq"]) for row in complete_json_lines(self.out)]
 
     async def stop(self, sig: signal.Signals, deadline_s: float = 60) -> int:
         self.proc.send_signal(sig)
@@ -88,6 +84,12 @@ def events_for(sessions: int, per_session: int) -> list[SystemEvent]:
         for i in range(per_session)
         for s in range(sessions)
     ]
+
+
+def complete_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines a running process has finished writing (the last may be half done)."""
+    text = path.read_text()
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
 
 
 async def wait_for(condition: Callable[[], bool], deadline_s: float, what: str) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import signal
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from kafka_support import produce
-from test_consumer_processes import events_for, wait_for
+from test_consumer_processes import complete_json_lines, events_for, wait_for
 
 from agent_events.agent_runtime.event_bus import SystemEvent
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
@@ -76,21 +75,10 @@ class TracedMember:
     def lines(self) -> list[Line]:
         if not self.out.exists():
             return []
-        found = []
-        for raw in self.out.read_text().splitlines():
-            if raw.strip():
-                row = json.loads(raw)
-                found.append(
-                    Line(
-                        row["phase"],
-                        row["session"],
-                        row["seq"],
-                        row["pid"],
-                        row["t"],
-                        row["rebalances"],
-                    )
-                )
-        return found
+        return [
+            Line(row["phase"], row["session"], row["seq"], row["pid"], row["t"], row["rebalances"])
+            for row in complete_json_lines(self.out)
+        ]
 
     def done(self) -> set[tuple[str, int]]:
         return {(x.session, x.seq) for x in self.lines() if x.phase == "done"}
