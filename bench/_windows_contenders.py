@@ -191,7 +191,12 @@ def run_quix(guarantee: str) -> Contender:
             stderr=asyncio.subprocess.PIPE,
             cwd=ROOT,
         )
-        out, err = await asyncio.wait_for(process.communicate(), 600)
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), 600)
+        except TimeoutError:
+            process.kill()  # a stuck run must not hold up the other contenders
+            await process.wait()
+            raise
         if process.returncode != 0:
             raise RuntimeError(err.decode()[-1500:] or f"exit code {process.returncode}")
         rate: float = json.loads(out.decode().strip().splitlines()[-1])["events_per_s"]

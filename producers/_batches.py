@@ -240,13 +240,18 @@ class PartitionBatches:
     async def _hand_off(self, tp: TopicPartition, batch: _OpenBatch) -> None:
         if self._open.get(tp) is not batch:
             return  # handed off already (by the linger timer or another sender)
-        del self._open[tp]
-        if batch.linger is not None:
-            batch.linger.cancel()
         lock = self._locks.get(tp)
         if lock is None:
             lock = self._locks[tp] = asyncio.Lock()
+        # While the batch before it waits for aiokafka to take it, this one stays open and
+        # takes more records: with no linger, records then go one batch per round trip, not
+        # one record per round trip (which fell behind at a few thousand events/s).
         async with lock:
+            if self._open.get(tp) is not batch:
+                return
+            del self._open[tp]
+            if batch.linger is not None:
+                batch.linger.cancel()
             try:
                 future = await self._producer.send_batch(
                     batch.builder, tp.topic, partition=tp.partition

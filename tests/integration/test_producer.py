@@ -205,3 +205,30 @@ async def test_concurrent_senders_filling_small_batches_lose_no_record(
         seqs[str(event.session_id)].append(int(event.metadata["seq"]))  # type: ignore[arg-type]
     assert len(seqs) == 25
     assert all(s == list(range(40)) for s in seqs.values())
+
+
+async def test_without_linger_records_sent_one_by_one_share_batches_while_one_is_in_flight(
+    broker: RunningBroker, new_topic: NewTopic
+) -> None:
+    """With ``linger_ms=0`` each record used to become its own batch, and a partition took
+    one record per broker round trip: at 5,000 events/s acknowledgements fell 0.6 s behind.
+    A batch now stays open while the one before it waits for aiokafka."""
+    topic = await new_topic(partitions=1)
+    async with KafkaEventProducer(
+        bootstrap_servers=broker.bootstrap_servers, topic=topic, linger_ms=0
+    ) as producer:
+        batches = 0
+        send_batch = producer._producer.send_batch
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal batches
+            batches += 1
+            return await send_batch(*args, **kwargs)
+
+        producer._producer.send_batch = counting
+        futures = []
+        for i in range(1_000):
+            futures.append(await producer.send(session_event(f"s{i % 10}", i)))
+            await asyncio.sleep(0)  # one record per loop turn, as a paced agent sends them
+        await asyncio.gather(*futures)
+    assert batches < 200, f"{batches} batches for 1,000 records"  # was 334
