@@ -115,10 +115,10 @@ async def _send_all(producer: AIOKafkaProducer, task: PartitionTask) -> list[asy
         batch = batches.get(tp)
         if batch is None:
             batch = batches[tp] = producer.create_batch()
-        if batch.append(**_record(o)) is None:  # full: hand it off, start the next one
+        if _append(batch, o) is None:  # full: hand it off, start the next one
             await hand_off(*tp)
             batch = batches[tp] = producer.create_batch()
-            if batch.append(**_record(o)) is None:  # an empty batch takes any record
+            if _append(batch, o) is None:  # an empty batch takes any record
                 raise KafkaError(f"a record for {o.topic}[{o.partition}] fits no batch")
     for tp in list(batches):
         await hand_off(*tp)
@@ -148,8 +148,9 @@ async def _stop_within(producer: AIOKafkaProducer, seconds: float) -> None:
         logger.debug("stopping a window producer failed: %r", exc)
 
 
-def _record(o: Outgoing) -> dict[str, Any]:
-    return {"key": o.key, "value": o.value, "timestamp": o.timestamp_ms, "headers": o.headers}
+def _append(batch: Any, o: Outgoing) -> object:
+    """``batch.append`` of one outgoing record; ``None`` when the batch is full."""
+    return batch.append(key=o.key, value=o.value, timestamp=o.timestamp_ms, headers=o.headers)
 
 
 async def _send_changelog(
