@@ -18,6 +18,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -33,6 +34,7 @@ from agent_events.producers.headers import (
 )
 from agent_events.producers.partitioner import SessionKeyPartitioner
 from agent_events.schemas.codec import CONTENT_TYPE, decode_event, encode_event
+from agent_events.transport import ClientKind
 
 __all__ = ["CONSUMERS", "PRODUCERS", "Ticker"]
 
@@ -73,26 +75,15 @@ class Ticker:
 # ------------------------------------------------------------------- producers
 
 
-async def produce_agent_events(bootstrap: str, topic: str, events: list[SystemEvent]) -> None:
-    async with KafkaEventProducer(
-        bootstrap_servers=bootstrap, topic=topic, linger_ms=LINGER_MS, max_batch_size=BATCH_BYTES
-    ) as producer:
-        for event in events:
-            await producer.send(event)
-        await producer.flush()
-    assert producer.stats.acknowledged == len(events), producer.stats
-
-
-async def produce_agent_events_confluent(
-    bootstrap: str, topic: str, events: list[SystemEvent]
+async def produce_agent_events(
+    bootstrap: str, topic: str, events: list[SystemEvent], *, client: ClientKind = "aiokafka"
 ) -> None:
-    """Ours with ``client="confluent"``: the same producer on librdkafka."""
     async with KafkaEventProducer(
         bootstrap_servers=bootstrap,
         topic=topic,
         linger_ms=LINGER_MS,
         max_batch_size=BATCH_BYTES,
-        client="confluent",
+        client=client,
     ) as producer:
         for event in events:
             await producer.send(event)
@@ -231,7 +222,9 @@ async def produce_faststream(bootstrap: str, topic: str, events: list[SystemEven
 
 PRODUCERS: dict[str, ProducerRun] = {
     "agent-events KafkaEventProducer": produce_agent_events,
-    "agent-events KafkaEventProducer (confluent)": produce_agent_events_confluent,
+    "agent-events KafkaEventProducer (confluent)": partial(
+        produce_agent_events, client="confluent"
+    ),
     "raw aiokafka send()": produce_raw_send,
     "raw aiokafka send_batch()": produce_raw_batches,
     "confluent-kafka": produce_confluent,
@@ -242,25 +235,9 @@ PRODUCERS: dict[str, ProducerRun] = {
 # ------------------------------------------------------------------- consumers
 
 
-async def consume_agent_events(bootstrap: str, topic: str, group: str, ticker: Ticker) -> None:
-    async def noop(event: SystemEvent) -> None:
-        ticker.tick()
-
-    async with ConsumerService(
-        bootstrap_servers=bootstrap, topics=[topic], group_id=group, dlq_topic=None, handlers=[noop]
-    ) as service:
-        runner = asyncio.create_task(service.run())
-        async with asyncio.timeout(DEADLINE_S):
-            await ticker.done.wait()
-        service.request_stop()
-        await runner
-
-
-async def consume_agent_events_confluent(
-    bootstrap: str, topic: str, group: str, ticker: Ticker
+async def consume_agent_events(
+    bootstrap: str, topic: str, group: str, ticker: Ticker, *, client: ClientKind = "aiokafka"
 ) -> None:
-    """Ours with ``client="confluent"``: the same service on librdkafka."""
-
     async def noop(event: SystemEvent) -> None:
         ticker.tick()
 
@@ -270,7 +247,7 @@ async def consume_agent_events_confluent(
         group_id=group,
         dlq_topic=None,
         handlers=[noop],
-        client="confluent",
+        client=client,
     ) as service:
         runner = asyncio.create_task(service.run())
         async with asyncio.timeout(DEADLINE_S):
@@ -357,7 +334,7 @@ async def consume_faststream(bootstrap: str, topic: str, group: str, ticker: Tic
 
 CONSUMERS: dict[str, ConsumerRun] = {
     "agent-events ConsumerService": consume_agent_events,
-    "agent-events ConsumerService (confluent)": consume_agent_events_confluent,
+    "agent-events ConsumerService (confluent)": partial(consume_agent_events, client="confluent"),
     "raw aiokafka loop": consume_raw_aiokafka,
     "confluent-kafka": consume_confluent,
     "FastStream": consume_faststream,
