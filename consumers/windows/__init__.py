@@ -37,6 +37,7 @@ from agent_events.consumers.windows.config import (
 )
 from agent_events.consumers.windows.definitions import (
     HoppingWindow,
+    SessionWindow,
     SlidingWindow,
     TumblingWindow,
     WindowDefinition,
@@ -56,6 +57,7 @@ __all__ = [
     "HoppingWindow",
     "ProcessingGuarantee",
     "Reducer",
+    "SessionWindow",
     "SlidingWindow",
     "TumblingWindow",
     "WindowAggregate",

@@ -6,8 +6,9 @@ States are plain numbers, a set of session ids and JSON values, so they serialis
 to the changelog as JSON and back without loss (:meth:`Aggregations.dump` /
 :meth:`Aggregations.load`).
 
-Sliding windows are computed by merging per-timestamp states, so a reducer used
-with a sliding window needs ``merge``; :class:`Aggregations` refuses one without.
+Sliding windows are computed by merging per-timestamp states, and session windows
+merge when an event bridges two, so a reducer used with either needs ``merge``;
+:class:`Aggregations` refuses one without.
 """
 
 from __future__ import annotations
@@ -174,8 +175,8 @@ class Aggregations:
             lacking = [r.name for r in self.reducers if r.merge is None]
             if lacking:
                 raise ConfigError(
-                    f"reducers {lacking} have no merge(); sliding windows combine "
-                    "per-timestamp values, so give each reducer a merge function"
+                    f"reducers {lacking} have no merge(); sliding and session windows "
+                    "combine partial values, so give each reducer a merge function"
                 )
 
     def new(self) -> WindowState:

@@ -22,6 +22,7 @@ from agent_events.consumers.config import (
 from agent_events.consumers.windows.aggregations import DEFAULT_KEY_FIELDS, KEY_FIELDS
 from agent_events.consumers.windows.definitions import (
     HoppingWindow,
+    SessionWindow,
     SlidingWindow,
     TumblingWindow,
     WindowDefinition,
@@ -34,6 +35,7 @@ from agent_events.transport import ConnectionOptions
 __all__ = [
     "DEFAULT_AGGREGATES_TOPIC",
     "DEFAULT_ALERTS_TOPIC",
+    "SESSION_KEY_FIELDS",
     "GuaranteeSetting",
     "ProcessingGuarantee",
     "WindowOptions",
@@ -49,6 +51,21 @@ ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
 
 GuaranteeSetting = Literal["exactly_once", "at_least_once", "auto"]
 """``auto``: exactly once where the broker has transactions, else at least once (loudly)."""
+
+
+SESSION_KEY_FIELDS: Final = ("session_id",)
+"""The default key of session windows: one session window per agent session."""
+
+
+def _default_session_key(data: Any) -> Any:
+    """Session windows key by ``session_id`` unless ``key_fields`` is given."""
+    if not isinstance(data, dict) or data.get("key_fields") is not None:
+        return data
+    window = data.get("window")
+    text = window if isinstance(window, str) else str(getattr(window, "kind", ""))
+    if text.strip().partition(":")[0].strip().lower() == "session":
+        data = {**data, "key_fields": SESSION_KEY_FIELDS}
+    return data
 
 
 def _split_fields(value: Any) -> Any:
@@ -70,7 +87,10 @@ class WindowTuning(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    key_fields: tuple[str, ...] = DEFAULT_KEY_FIELDS
+    key_fields: tuple[str, ...] = Field(
+        default=DEFAULT_KEY_FIELDS,
+        description="Event fields of the window key; session windows default to session_id.",
+    )
     store_name: str = Field(default="windows", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     output_topic: str = DEFAULT_AGGREGATES_TOPIC
     late_topic: str | None = Field(
@@ -163,7 +183,7 @@ class WindowedAggregationConfig(KafkaConnectionConfig, GroupMemberTuning, Window
     def _parse_window(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        data = dict(data)
+        data = dict(_default_session_key(data))
         grace = data.pop("grace", None)
         window = data.get("window")
         if isinstance(window, str):
@@ -175,12 +195,13 @@ class WindowedAggregationConfig(KafkaConnectionConfig, GroupMemberTuning, Window
     @field_validator("window")
     @classmethod
     def _is_definition(cls, value: Any) -> WindowDefinition:
-        if not isinstance(value, TumblingWindow | HoppingWindow | SlidingWindow):
+        if not isinstance(value, TumblingWindow | HoppingWindow | SlidingWindow | SessionWindow):
             raise ValueError("window must be a window definition or text like tumbling:60s")
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> WindowedAggregationConfig:
+        _check_alerts(self.window, self.alert_threshold)
         internal = {self.changelog_topic, self.repartition_topic}
         for name in (self.output_topic, self.late_topic, self.alerts_output, self.dlq_topic):
             if name is not None and (name in self.topics or name in internal):
@@ -247,14 +268,28 @@ class WindowSettings(WindowTuning):
     """
 
     window: str = Field(
-        default="tumbling:60s", description="tumbling:SIZE, hopping:SIZE/STEP or sliding:SIZE."
+        default="tumbling:60s",
+        description="tumbling:SIZE, hopping:SIZE/STEP, sliding:SIZE or session:GAP.",
     )
     grace: str = Field(default="0s", description="How long late events still join a window.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _session_key(cls, data: Any) -> Any:
+        return _default_session_key(data)
+
     @model_validator(mode="after")
     def _window_parses(self) -> WindowSettings:
-        parse_window(self.window, grace=self.grace)
+        _check_alerts(parse_window(self.window, grace=self.grace), self.alert_threshold)
         return self
+
+
+def _check_alerts(window: WindowDefinition, threshold: int | None) -> None:
+    if threshold is not None and isinstance(window, SessionWindow):
+        raise ValueError(
+            "alert_threshold counts events in windows of a fixed size; "
+            "use a tumbling, hopping or sliding window for alerts"
+        )
 
 
 class WindowOptions(ConnectionOptions, GroupMemberOptions, total=False):

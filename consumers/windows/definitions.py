@@ -13,9 +13,15 @@ timestamp it has seen) reaches ``end + grace``:
   windows (rounded up) when ``step`` < ``size``;
 * **sliding** ``size``: one window per distinct event timestamp ``t`` of a key,
   ``[t - size + 1, t + 1)``: "the events of the last ``size`` ms as of ``t``".
+* **session** ``gap``: the events of a key no more than ``gap`` apart, chained: a
+  session ``[first, last + 1)`` grows with each event within ``gap`` of it, and two
+  sessions merge when an event bridges them. Sessions close on ``last + 1 + gap +
+  grace``; an event is late once the watermark reaches ``t + 1 + grace``, which
+  guarantees no accepted event could still have joined a closed session.
 
 Text forms, as the CLI takes them: ``tumbling:60s``, ``hopping:60s/10s``,
-``sliding:60s``; durations are an integer with ``ms``, ``s``, ``m``, ``h`` or ``d``.
+``sliding:60s``, ``session:30m``; durations are an integer with ``ms``, ``s``, ``m``,
+``h`` or ``d``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from agent_events.agent_runtime.errors import ConfigError
 
 __all__ = [
     "HoppingWindow",
+    "SessionWindow",
     "SlidingWindow",
     "TumblingWindow",
     "WindowDefinition",
@@ -37,7 +44,7 @@ __all__ = [
     "parse_window",
 ]
 
-WindowKind = Literal["tumbling", "hopping", "sliding"]
+WindowKind = Literal["tumbling", "hopping", "sliding", "session"]
 
 _UNITS_MS: Final = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION: Final = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
@@ -174,12 +181,37 @@ class SlidingWindow:
         return f"sliding:{format_duration(self.size_ms)}"
 
 
-WindowDefinition: TypeAlias = TumblingWindow | HoppingWindow | SlidingWindow
+@dataclass(frozen=True, slots=True)
+class SessionWindow:
+    """Activity sessions of a key: events at most ``gap_ms`` apart share one window."""
+
+    gap_ms: int
+    grace_ms: int = 0
+
+    kind: ClassVar[WindowKind] = "session"
+
+    def __post_init__(self) -> None:
+        _positive("session gap", self.gap_ms)
+        _not_negative("grace", self.grace_ms)
+
+    def is_late(self, timestamp_ms: int, watermark_ms: int) -> bool:
+        """Whether an event at ``timestamp_ms`` is too late at ``watermark_ms`` (by grace)."""
+        return timestamp_ms + 1 + self.grace_ms <= watermark_ms
+
+    def closes_at(self, end_ms: int) -> int:
+        """The watermark that closes a session ending (exclusively) at ``end_ms``."""
+        return end_ms + self.gap_ms + self.grace_ms
+
+    def __str__(self) -> str:
+        return f"session:{format_duration(self.gap_ms)}"
+
+
+WindowDefinition: TypeAlias = TumblingWindow | HoppingWindow | SlidingWindow | SessionWindow
 """Any window definition; ``definition.kind`` tells which."""
 
 
 def parse_window(spec: str, *, grace: str | int = 0) -> WindowDefinition:
-    """``"tumbling:60s"``, ``"hopping:60s/10s"`` or ``"sliding:60s"`` -> a definition.
+    """``"tumbling:60s"``, ``"hopping:60s/10s"``, ``"sliding:60s"`` or ``"session:30m"``.
 
     ``grace`` (``"10s"`` or milliseconds) is how long after a window's end late
     events are still added to it. Raises :class:`ConfigError` naming the mistake.
@@ -188,7 +220,8 @@ def parse_window(spec: str, *, grace: str | int = 0) -> WindowDefinition:
     kind = kind.strip().lower()
     if not sep or not rest.strip():
         raise ConfigError(
-            f"window {spec!r} has no size; write tumbling:60s, hopping:60s/10s or sliding:60s"
+            f"window {spec!r} has no size; write tumbling:60s, hopping:60s/10s, sliding:60s "
+            "or session:30m"
         )
     grace_ms = parse_duration(grace)
     if kind == "hopping":
@@ -203,4 +236,6 @@ def parse_window(spec: str, *, grace: str | int = 0) -> WindowDefinition:
         return TumblingWindow(size_ms, grace_ms)
     if kind == "sliding":
         return SlidingWindow(size_ms, grace_ms)
-    raise ConfigError(f"unknown window kind {kind!r}; use tumbling, hopping or sliding")
+    if kind == "session":
+        return SessionWindow(size_ms, grace_ms)
+    raise ConfigError(f"unknown window kind {kind!r}; use tumbling, hopping, sliding or session")

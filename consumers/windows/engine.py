@@ -21,6 +21,11 @@ it covers. An event is accepted iff its own window is open, which guarantees eve
 later window that covers it is open too; buckets are purged once no open or future
 window can cover them (watermark > ``t + size + G``).
 
+Session windows are kept by a :class:`~consumers.windows.sessions.SessionIndex`: an
+event is accepted iff the watermark is below ``t + 1 + grace``; it then grows, starts
+or merges its key's sessions, and a session closes once the watermark reaches
+``end + gap + grace``.
+
 With a ``threshold``, every window an event changes is shown to the
 :class:`~consumers.windows.trigger.ThresholdTrigger` (once per burst, see there).
 """
@@ -32,6 +37,7 @@ import heapq
 from collections import defaultdict
 from dataclasses import dataclass
 
+from agent_events.agent_runtime.errors import ConfigError
 from agent_events.agent_runtime.events import SystemEvent
 from agent_events.consumers.windows.aggregations import (
     Aggregations,
@@ -40,11 +46,21 @@ from agent_events.consumers.windows.aggregations import (
     WindowValues,
     event_time_ms,
 )
-from agent_events.consumers.windows.definitions import SlidingWindow, WindowDefinition
+from agent_events.consumers.windows.definitions import (
+    SessionWindow,
+    SlidingWindow,
+    WindowDefinition,
+)
+from agent_events.consumers.windows.sessions import SessionIndex
 from agent_events.consumers.windows.state import EntryKey, WindowStore
 from agent_events.consumers.windows.trigger import ThresholdAlert, ThresholdTrigger
 
 __all__ = ["WindowEngine", "WindowResult"]
+
+_NO_SESSION_THRESHOLD = (
+    "threshold alerts count events in windows of a fixed size; use a tumbling, hopping "
+    "or sliding window with alert_threshold, not a session window"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +100,20 @@ class WindowEngine:
         self.threshold = threshold
         self.emit_on_update = emit_on_update
         self.closed: list[WindowResult] = []
-        self.trigger = (
-            None
-            if threshold is None
-            else ThresholdTrigger(threshold, definition.size_ms, definition.grace_ms, store)
-        )
+        self.trigger: ThresholdTrigger | None = None
+        self._sessions: SessionIndex | None = None
+        if isinstance(definition, SessionWindow):
+            if threshold is not None:
+                raise ConfigError(_NO_SESSION_THRESHOLD)
+            self._sessions = SessionIndex(definition, aggregations, store)
+        elif threshold is not None:
+            self.trigger = ThresholdTrigger(
+                threshold, definition.size_ms, definition.grace_ms, store
+            )
         self._grace = definition.grace_ms
+        self._size = 0 if isinstance(definition, SessionWindow) else definition.size_ms
         self._sliding = isinstance(definition, SlidingWindow)
-        self._fixed = None if isinstance(definition, SlidingWindow) else definition
+        self._fixed = None if isinstance(definition, SlidingWindow | SessionWindow) else definition
         # tumbling/hopping: end -> {(key, start)}, with a heap of the ends
         self._by_end: dict[int, set[tuple[str, int]]] = defaultdict(set)
         self._ends: list[int] = []
@@ -130,11 +152,12 @@ class WindowEngine:
             if upstream_watermark is None or (wm is not None and wm > upstream_watermark)
             else upstream_watermark
         )
-        accepted = (
-            self._add_sliding(event, ts, judge)
-            if self._sliding
-            else self._add_fixed(event, ts, judge)
-        )
+        if self._sessions is not None:
+            accepted = self._add_session(event, ts, judge)
+        elif self._sliding:
+            accepted = self._add_sliding(event, ts, judge)
+        else:
+            accepted = self._add_fixed(event, ts, judge)
         if wm is not None:
             self._close(wm)
         return accepted
@@ -180,6 +203,8 @@ class WindowEngine:
     @property
     def open_windows(self) -> int:
         """Windows not yet closed (for sliding windows: timestamps whose window is open)."""
+        if self._sessions is not None:
+            return self._sessions.open_sessions
         if self._sliding:
             return sum(len(keys) for keys in self._to_close.values())
         return sum(len(windows) for windows in self._by_end.values())
@@ -212,12 +237,23 @@ class WindowEngine:
             accepted = True
         return accepted
 
+    # ------------------------------------------------------------------ session
+
+    def _add_session(self, event: SystemEvent, ts: int, wm: int | None) -> bool:
+        if wm is not None and wm >= ts + 1 + self._grace:
+            return False
+        assert self._sessions is not None
+        entry = self._sessions.add(self.key_of(event), ts, event)
+        if self.emit_on_update:
+            self._updated.add(entry)
+        return True
+
     # ------------------------------------------------------------------ sliding
 
     def _add_sliding(self, event: SystemEvent, ts: int, wm: int | None) -> bool:
         if wm is not None and wm >= ts + 1 + self._grace:
             return False
-        size = self.definition.size_ms
+        size = self._size
         key = self.key_of(event)
         entry = (key, ts, ts + 1)
         entries = self.store.entries
@@ -247,7 +283,7 @@ class WindowEngine:
     def _check_sliding(self, key: str, buckets: list[int], ts: int, event: SystemEvent) -> None:
         """Show the trigger every window containing ``ts``, oldest first (one sweep)."""
         assert self.trigger is not None
-        size, entries = self.definition.size_ms, self.store.entries
+        size, entries = self._size, self.store.entries
         lo = bisect.bisect_left(buckets, ts - size + 1)
         i = bisect.bisect_left(buckets, ts)
         hi = bisect.bisect_right(buckets, ts + size - 1)
@@ -263,7 +299,7 @@ class WindowEngine:
 
     def _sliding_state(self, key: str, until: int) -> WindowState:
         buckets = self._buckets[key]
-        lo = bisect.bisect_left(buckets, until - self.definition.size_ms + 1)
+        lo = bisect.bisect_left(buckets, until - self._size + 1)
         hi = bisect.bisect_right(buckets, until)
         merged = self.aggregations.new()
         entries = self.store.entries
@@ -280,19 +316,33 @@ class WindowEngine:
     def _close(self, wm: int) -> None:
         if self.trigger is not None:
             self.trigger.purge(wm)
-        limit = wm - self._grace
-        if not self._sliding:
-            ends, by_end, entries = self._ends, self._by_end, self.store.entries
-            while ends and ends[0] <= limit:
-                end = heapq.heappop(ends)
-                for key, start in sorted(by_end.pop(end, ())):
-                    state = entries.pop((key, start, end))
-                    self.store.dirty.add((key, start, end))
-                    self.closed.append(
-                        WindowResult(key, start, end, self.aggregations.values(state), final=True)
-                    )
-            return
-        size = self.definition.size_ms
+        if self._sessions is not None:
+            self._close_sessions(wm)
+        elif self._sliding:
+            self._close_sliding(wm - self._grace)
+        else:
+            self._close_fixed(wm - self._grace)
+
+    def _close_fixed(self, limit: int) -> None:
+        ends, by_end, entries = self._ends, self._by_end, self.store.entries
+        while ends and ends[0] <= limit:
+            end = heapq.heappop(ends)
+            for key, start in sorted(by_end.pop(end, ())):
+                state = entries.pop((key, start, end))
+                self.store.dirty.add((key, start, end))
+                self.closed.append(
+                    WindowResult(key, start, end, self.aggregations.values(state), final=True)
+                )
+
+    def _close_sessions(self, wm: int) -> None:
+        assert self._sessions is not None
+        for (key, start, end), state in self._sessions.close(wm):
+            self.closed.append(
+                WindowResult(key, start, end, self.aggregations.values(state), final=True)
+            )
+
+    def _close_sliding(self, limit: int) -> None:
+        size = self._size
         while self._close_heap and self._close_heap[0] + 1 <= limit:
             ts = heapq.heappop(self._close_heap)
             for key in sorted(self._to_close.pop(ts, ())):
@@ -316,6 +366,8 @@ class WindowEngine:
 
     def _rebuild_indexes(self) -> None:
         """Index a restored store: which windows close when, which buckets purge when."""
+        if self._sessions is not None:
+            return  # the session index indexed the store itself
         for key, start, end in self.store.entries:
             if not self._sliding:
                 if not self._by_end[end]:

@@ -52,7 +52,7 @@ from agent_events.consumers.windows.config import (
     WindowedAggregationConfig,
     WindowOptions,
 )
-from agent_events.consumers.windows.definitions import SlidingWindow
+from agent_events.consumers.windows.definitions import SessionWindow, SlidingWindow
 from agent_events.consumers.windows.engine import WindowEngine
 from agent_events.consumers.windows.metrics import WindowMetrics
 from agent_events.consumers.windows.rekey import RekeyTask
@@ -89,7 +89,7 @@ class WindowProcessor(GroupMember):
         super().__init__(group_id=config.group_id, commit_interval_s=config.commit_interval_s)
         self.config = config
         self.aggregations = Aggregations(
-            reducers, need_merge=isinstance(config.definition, SlidingWindow)
+            reducers, need_merge=isinstance(config.definition, SlidingWindow | SessionWindow)
         )
         self.alert_bus = alert_bus
         self._event_codec = event_codec or EventCodec()

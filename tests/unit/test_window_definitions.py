@@ -10,6 +10,7 @@ from agent_events.agent_runtime.errors import ConfigError, DecodeError
 from agent_events.consumers import windows
 from agent_events.consumers.windows import (
     HoppingWindow,
+    SessionWindow,
     SlidingWindow,
     TumblingWindow,
     WindowAggregate,
@@ -29,6 +30,7 @@ from agent_events.consumers.windows.definitions import format_duration
         ("tumbling:60s", TumblingWindow(60_000)),
         ("hopping:1m/10s", HoppingWindow(60_000, 10_000)),
         ("sliding:500ms", SlidingWindow(500)),
+        ("session:30m", SessionWindow(1_800_000)),
         (" Tumbling : 2h ", TumblingWindow(7_200_000)),
     ],
 )
@@ -48,7 +50,9 @@ def test_grace_is_part_of_the_definition() -> None:
         ("hopping:60s", "needs a step"),
         ("hopping:10s/60s", "longer than the window"),
         ("sliding:60s/10s", "only hopping windows take a step"),
-        ("session:5m", "unknown window kind"),
+        ("calendar:5m", "unknown window kind"),
+        ("session:0s", "session gap must be a positive"),
+        ("session:5m/1m", "only hopping windows take a step"),
         ("tumbling:0s", "positive"),
     ],
 )
@@ -74,20 +78,25 @@ def test_hopping_windows_for_a_timestamp_are_exactly_those_containing_it(
 
 
 @given(
-    st.sampled_from(["tumbling", "hopping", "sliding"]),
+    st.sampled_from(["tumbling", "hopping", "sliding", "session"]),
     st.integers(0, 10**6),
     st.integers(0, 10**6),
 )
 def test_is_late_means_every_window_of_the_event_is_closed(kind: str, ts: int, wm: int) -> None:
-    definition = parse_window(
-        {"tumbling": "tumbling:1s", "hopping": "hopping:1s/300ms", "sliding": "sliding:1s"}[kind],
-        grace="200ms",
-    )
-    windows = (
-        [definition.window_ending_at(ts)]
-        if isinstance(definition, SlidingWindow)
-        else definition.windows_for(ts)
-    )
+    """For a session: the event's own one-event session ``[ts, ts + 1)`` (before any gap)."""
+    texts = {
+        "tumbling": "tumbling:1s",
+        "hopping": "hopping:1s/300ms",
+        "sliding": "sliding:1s",
+        "session": "session:1s",
+    }
+    definition = parse_window(texts[kind], grace="200ms")
+    if isinstance(definition, SessionWindow):
+        windows = [(ts, ts + 1)]
+    elif isinstance(definition, SlidingWindow):
+        windows = [definition.window_ending_at(ts)]
+    else:
+        windows = definition.windows_for(ts)
     assert definition.is_late(ts, wm) == all(end + 200 <= wm for _, end in windows)
 
 
@@ -101,6 +110,27 @@ def test_config_picks_repartition_unless_the_key_is_the_partition_key() -> None:
     assert not by_session.repartitions
     assert by_agent.changelog_topic == "g.windows.changelog"
     assert by_agent.transactional_id("agent.events", 3) == "g-agent.events-3"
+
+
+def test_session_windows_key_by_session_so_they_need_no_repartition() -> None:
+    config = WindowedAggregationConfig(group_id="g", window="session:30m", grace="1m")
+    assert config.key_fields == ("session_id",)
+    assert not config.repartitions
+    assert config.definition == SessionWindow(1_800_000, 60_000)
+    per_agent = WindowedAggregationConfig(
+        group_id="g", window=SessionWindow(60_000), key_fields=("agent_id",)
+    )
+    assert per_agent.key_fields == ("agent_id",)
+    assert per_agent.repartitions
+    assert WindowSettings(window="session:5m").key_fields == ("session_id",)
+    assert WindowSettings(window="tumbling:5m").key_fields == ("event_type", "agent_id")
+
+
+def test_session_windows_refuse_an_alert_threshold() -> None:
+    with pytest.raises(ValueError, match="fixed size"):
+        WindowedAggregationConfig(group_id="g", window="session:5m", alert_threshold=3)
+    with pytest.raises(ValueError, match="fixed size"):
+        WindowSettings(window="session:5m", alert_threshold=3)
 
 
 def test_config_refuses_an_output_that_is_also_an_input() -> None:

@@ -27,6 +27,7 @@ from agent_events.consumers.windows.aggregations import (
 )
 from agent_events.consumers.windows.definitions import (
     HoppingWindow,
+    SessionWindow,
     SlidingWindow,
     TumblingWindow,
     WindowDefinition,
@@ -102,6 +103,31 @@ def definitions() -> st.SearchStrategy[WindowDefinition]:
     )
 
 
+def all_definitions() -> st.SearchStrategy[WindowDefinition]:
+    """Every kind, session windows included (they take no alert threshold)."""
+    return st.one_of(
+        definitions(), st.builds(SessionWindow, st.integers(1, 40), st.integers(0, 20))
+    )
+
+
+def session_clusters(accepted: list[Ev], gap: int) -> dict[Window, list[Ev]]:
+    """The sessions of ``accepted``: per key, events chained by gaps of at most ``gap``."""
+    sessions: dict[Window, list[Ev]] = {}
+    by_key: dict[str, list[Ev]] = defaultdict(list)
+    for e in accepted:
+        by_key[e.key].append(e)
+    for key, evs in by_key.items():
+        evs.sort(key=lambda e: e.ts)
+        run = [evs[0]]
+        for e in evs[1:]:
+            if e.ts - run[-1].ts > gap:
+                sessions[(key, run[0].ts, run[-1].ts + 1)] = run
+                run = []
+            run.append(e)
+        sessions[(key, run[0].ts, run[-1].ts + 1)] = run
+    return sessions
+
+
 def oracle_values(events: list[Ev]) -> WindowValues:
     durations = [e.duration for e in events if e.duration is not None]
     errors = sum(e.etype is EventType.ERROR_OCCURRED for e in events)
@@ -136,7 +162,9 @@ def oracle(
     alerts: list[tuple[int, Window]] = []
     last_alert_end: dict[str, int] = {}
     sliding = isinstance(definition, SlidingWindow)
+    session = isinstance(definition, SessionWindow)
     accepted: list[tuple[int, Ev]] = []
+    close_after = definition.gap_ms + grace if isinstance(definition, SessionWindow) else grace
 
     def trigger(i: int, window: Window, count: int) -> None:
         """Fire at >= threshold unless the window overlaps the key's previous alert window."""
@@ -149,6 +177,12 @@ def oracle(
         last_alert_end[key] = end
 
     for i, e in enumerate(stream):
+        if session:
+            if watermarks[i] < e.ts + 1 + grace:
+                accepted.append((i, e))
+            else:
+                late.append(i)
+            continue
         if sliding:
             size = definition.size_ms
             if not watermarks[i] < e.ts + 1 + grace:
@@ -175,9 +209,11 @@ def oracle(
             members[window] = [
                 a for _, a in accepted if a.key == e.key and e.ts - size < a.ts <= e.ts
             ]
+    if isinstance(definition, SessionWindow):
+        members.update(session_clusters([a for _, a in accepted], definition.gap_ms))
     closed: list[tuple[int, Window, WindowValues]] = []
     for window, evs in members.items():
-        close_at = next((i for i, w in enumerate(watermarks) if w >= window[2] + grace), None)
+        close_at = next((i for i, w in enumerate(watermarks) if w >= window[2] + close_after), None)
         if close_at is not None:
             closed.append((close_at, window, oracle_values(evs)))
     closed.sort(key=lambda c: (c[0], c[1][2], c[1][0], c[1][1]))
@@ -187,7 +223,9 @@ def oracle(
 def engine_for(
     definition: WindowDefinition, store: WindowStore | None = None, **kw: Any
 ) -> WindowEngine:
-    aggregations = Aggregations([TOKENS], need_merge=isinstance(definition, SlidingWindow))
+    aggregations = Aggregations(
+        [TOKENS], need_merge=isinstance(definition, SlidingWindow | SessionWindow)
+    )
     return WindowEngine(
         definition,
         aggregations,
@@ -225,11 +263,39 @@ def test_every_window_kind_matches_the_brute_force_oracle(
 
 
 @settings(SETTINGS, max_examples=600)
-@given(definitions(), streams(keys=1), st.integers(1, 4), st.data())
+@given(
+    st.builds(SessionWindow, st.integers(1, 40), st.integers(0, 20)),
+    streams(max_ms=800, keys=2),
+)
+def test_session_windows_match_the_brute_force_oracle(
+    definition: SessionWindow, stream: list[Ev]
+) -> None:
+    """Sessions grow, merge when an event bridges two, and close on gap + grace."""
+    assert run(engine_for(definition), stream) == oracle(definition, stream)
+
+
+def test_an_event_bridging_two_sessions_merges_them_into_one() -> None:
+    key = '["agent_completed","a1"]'
+    events = [Ev(BASE_MS + ts, "a1", EventType.AGENT_COMPLETED, "s1", 10, 1) for ts in (0, 20, 10)]
+    engine = engine_for(SessionWindow(gap_ms=10, grace_ms=15))
+    for e in events:
+        assert engine.add(e.event())
+    assert set(engine.store.entries) == {(key, BASE_MS, BASE_MS + 21)}
+    engine.advance(BASE_MS + 45)
+    assert engine.take_closed() == []
+    engine.advance(BASE_MS + 46)
+    (result,) = engine.take_closed()
+    assert (result.start_ms, result.end_ms, result.values.count) == (BASE_MS, BASE_MS + 21, 3)
+    assert result.values.execution_time_ms_sum == 30
+
+
+@settings(SETTINGS, max_examples=600)
+@given(all_definitions(), streams(keys=1), st.integers(1, 4), st.data())
 def test_a_store_restored_from_its_changelog_continues_exactly_like_an_uninterrupted_run(
-    definition: WindowDefinition, stream: list[Ev], threshold: int, data: st.DataObject
+    definition: WindowDefinition, stream: list[Ev], alert_at: int, data: st.DataObject
 ) -> None:
     """Windows, late events and alerts after the restart are those of a run without one."""
+    threshold = None if isinstance(definition, SessionWindow) else alert_at
     commits = sorted(set(data.draw(st.lists(st.integers(0, len(stream)), max_size=6))))
     crash_at = data.draw(st.sampled_from([0, *commits]))
     uninterrupted = run(engine_for(definition, threshold=threshold), stream)
@@ -258,7 +324,7 @@ def test_a_store_restored_from_its_changelog_continues_exactly_like_an_uninterru
 
 
 @SETTINGS
-@given(definitions(), streams())
+@given(all_definitions(), streams())
 def test_state_holds_exactly_the_windows_that_can_still_change(
     definition: WindowDefinition, stream: list[Ev]
 ) -> None:
@@ -266,11 +332,16 @@ def test_state_holds_exactly_the_windows_that_can_still_change(
     engine = engine_for(definition)
     seen: set[Window] = set()
     grace = definition.grace_ms
+    taken: list[Ev] = []
     for e in stream:
         accepted = engine.add(e.event())
         wm = engine.watermark
         assert wm is not None
-        if isinstance(definition, SlidingWindow):
+        if isinstance(definition, SessionWindow):
+            taken += [e] if accepted else []
+            sessions = session_clusters(taken, definition.gap_ms) if taken else {}
+            expected = {w for w in sessions if w[2] + definition.gap_ms + grace > wm}
+        elif isinstance(definition, SlidingWindow):
             if accepted:
                 seen.add((e.key, e.ts, e.ts + 1))
             # a bucket is needed while a window covering it may still open or close
@@ -282,7 +353,7 @@ def test_state_holds_exactly_the_windows_that_can_still_change(
 
 
 @SETTINGS
-@given(definitions(), streams())
+@given(all_definitions(), streams())
 def test_emit_on_update_reports_the_current_value_of_every_updated_open_window(
     definition: WindowDefinition, stream: list[Ev]
 ) -> None:
