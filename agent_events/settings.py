@@ -53,7 +53,7 @@ from pydantic_settings import (
 
 from agent_events.agent_runtime.errors import ConfigError
 from agent_events.consumers.config import DEFAULT_DLQ_TOPIC, ConsumerConfig, ConsumerTuning
-from agent_events.consumers.windows.config import WindowSettings
+from agent_events.consumers.windows.config import SessionSettings, WindowSettings
 from agent_events.producers.config import DEFAULT_TOPIC, ProducerConfig, ProducerTuning
 from agent_events.transport import KafkaConnectionConfig
 
@@ -187,6 +187,7 @@ class AgentEventsSettings(BaseSettings, KafkaConnectionConfig):
     tracing: TracingSettings = TracingSettings()
     router: RouterSettings = RouterSettings()
     aggregate: WindowSettings = WindowSettings()
+    sessions: SessionSettings = SessionSettings()
 
     @model_validator(mode="after")
     def _client_configs_are_valid(self) -> AgentEventsSettings:

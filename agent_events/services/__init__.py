@@ -15,6 +15,7 @@ from agent_events.services.event_logging import EventLoggingService
 from agent_events.services.host import ServiceHost
 from agent_events.services.metrics import MetricsService
 from agent_events.services.router import RouterService, import_object
+from agent_events.services.sessions import SessionsService
 from agent_events.services.statistics import StatisticsService
 from agent_events.services.store import StoreService, store_from_url
 from agent_events.services.tracing import TraceStore, TracingService, load_trace, trace_sessions
@@ -30,6 +31,7 @@ __all__ = [
     "Service",
     "ServiceBuilder",
     "ServiceHost",
+    "SessionsService",
     "StatisticsService",
     "StoreService",
     "TraceStore",
@@ -51,6 +53,7 @@ SERVICES: dict[str, ServiceBuilder] = {
     "store": StoreService,
     "router": RouterService,
     "aggregate": build_aggregate_service,
+    "sessions": SessionsService,
 }
 
 

@@ -31,11 +31,14 @@ from agent_events.agent_runtime.events import EventType, SystemEvent
 from agent_events.consumers.config import ConsumerConfig, GroupMemberTuning
 from agent_events.consumers.runtime import HandlerSpec
 from agent_events.consumers.windows import (
+    Reducer,
     WindowedAggregationConfig,
     WindowMetricsCollector,
     WindowProcessor,
+    WindowSettings,
     parse_window,
 )
+from agent_events.consumers.windows.codec import AggregateEncoder
 from agent_events.consumers.windows.config import WindowTuning
 from agent_events.services._base import Service
 from agent_events.settings import AgentEventsSettings
@@ -46,9 +49,14 @@ logger = logging.getLogger("agent_events.alerts")
 
 
 class AggregateService(Service):
-    """Windows over ``settings.topic`` as configured by ``settings.aggregate``."""
+    """Windows over ``settings.topic`` as configured by ``settings.aggregate``.
+
+    Subclasses change what is computed and written by overriding :meth:`section`,
+    :attr:`reducers` and :meth:`output_codec` (the ``sessions`` service does).
+    """
 
     name = "aggregate"
+    reducers: tuple[Reducer[Any], ...] = ()
 
     def __init__(self, settings: AgentEventsSettings, registry: CollectorRegistry) -> None:
         super().__init__(settings, registry)
@@ -58,9 +66,17 @@ class AggregateService(Service):
     def handlers(self) -> list[HandlerSpec]:
         return []  # the processor consumes for itself, see member()
 
+    def section(self) -> WindowSettings:
+        """This service's settings section."""
+        return self.settings.aggregate
+
+    def output_codec(self) -> AggregateEncoder | None:
+        """How results are written; ``None``: ``WindowAggregate`` records."""
+        return None
+
     def member(self, config: ConsumerConfig) -> WindowProcessor:
         """The window processor, built from the host's consumer config and our section."""
-        section = self.settings.aggregate
+        section = self.section()
         window = WindowedAggregationConfig(
             **self.settings.connection().model_dump(),
             **{name: getattr(config, name) for name in GroupMemberTuning.model_fields},
@@ -70,7 +86,9 @@ class AggregateService(Service):
             dlq_topic=config.dlq_topic,
             window=parse_window(section.window, grace=section.grace),
         )
-        processor = WindowProcessor(window, alert_bus=self.bus)
+        processor = WindowProcessor(
+            window, reducers=self.reducers, output_codec=self.output_codec(), alert_bus=self.bus
+        )
         self.registry.register(WindowMetricsCollector(config.group_id, processor.metrics_snapshot))
         self.processor = processor
         return processor

@@ -28,8 +28,10 @@ from agent_events.consumers.windows.codec import (
 )
 from agent_events.consumers.windows.config import (
     DEFAULT_AGGREGATES_TOPIC,
+    DEFAULT_SESSIONS_TOPIC,
     GuaranteeSetting,
     ProcessingGuarantee,
+    SessionSettings,
     WindowedAggregationConfig,
     WindowOptions,
     WindowSettings,
@@ -50,13 +52,23 @@ from agent_events.consumers.windows.metrics import (
 from agent_events.consumers.windows.processor import (
     WindowProcessor,
 )
+from agent_events.consumers.windows.summary import (
+    SESSION_REDUCERS,
+    SessionSummary,
+    SessionSummaryCodec,
+)
 
 __all__ = [
     "DEFAULT_AGGREGATES_TOPIC",
+    "DEFAULT_SESSIONS_TOPIC",
+    "SESSION_REDUCERS",
     "GuaranteeSetting",
     "HoppingWindow",
     "ProcessingGuarantee",
     "Reducer",
+    "SessionSettings",
+    "SessionSummary",
+    "SessionSummaryCodec",
     "SessionWindow",
     "SlidingWindow",
     "TumblingWindow",

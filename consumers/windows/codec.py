@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from agent_events.agent_runtime.errors import EncodeError
 from agent_events.consumers.windows.aggregations import WindowValues
@@ -20,8 +20,10 @@ from agent_events.schemas.avro import AvroSchemaStore, SingleObjectCodec, load_s
 __all__ = [
     "WINDOW_AGGREGATE_CONTENT_TYPE",
     "WINDOW_AGGREGATE_SCHEMA",
+    "AggregateEncoder",
     "WindowAggregate",
     "WindowAggregateCodec",
+    "ms_since_epoch",
 ]
 
 WINDOW_AGGREGATE_SCHEMA: Final[dict[str, Any]] = load_schema("window_aggregate")
@@ -55,7 +57,17 @@ class WindowAggregate:
         return (self.source, self.key, self.start_ms, self.end_ms)
 
 
-def _ms(value: datetime | int) -> int:
+class AggregateEncoder(Protocol):
+    """How a processor writes its window results: bytes, and the ``content-type`` they carry."""
+
+    @property
+    def content_type(self) -> str: ...
+
+    def encode(self, aggregate: WindowAggregate) -> bytes: ...
+
+
+def ms_since_epoch(value: datetime | int) -> int:
+    """A ``timestamp-millis`` value as fastavro reads it (a datetime) -> milliseconds."""
     if isinstance(value, int):
         return value
     delta = value - _EPOCH
@@ -70,6 +82,8 @@ class WindowAggregateCodec:
     """
 
     __slots__ = ("_avro",)
+
+    content_type: Final = WINDOW_AGGREGATE_CONTENT_TYPE
 
     def __init__(self, store: AvroSchemaStore | None = None) -> None:
         self._avro = SingleObjectCodec(WINDOW_AGGREGATE_SCHEMA, store)
@@ -119,8 +133,8 @@ class WindowAggregateCodec:
             key=r["key"],
             key_fields=dict(r["key_fields"]),
             window=r["window"],
-            start_ms=_ms(r["window_start"]),
-            end_ms=_ms(r["window_end"]),
+            start_ms=ms_since_epoch(r["window_start"]),
+            end_ms=ms_since_epoch(r["window_end"]),
             final=r["final"],
             values=WindowValues(
                 count=r["count"],

@@ -35,9 +35,11 @@ from agent_events.transport import ConnectionOptions
 __all__ = [
     "DEFAULT_AGGREGATES_TOPIC",
     "DEFAULT_ALERTS_TOPIC",
+    "DEFAULT_SESSIONS_TOPIC",
     "SESSION_KEY_FIELDS",
     "GuaranteeSetting",
     "ProcessingGuarantee",
+    "SessionSettings",
     "WindowOptions",
     "WindowSettings",
     "WindowTuning",
@@ -46,6 +48,8 @@ __all__ = [
 
 DEFAULT_AGGREGATES_TOPIC: Final = "agent.events.aggregates"
 DEFAULT_ALERTS_TOPIC: Final = "agent.events.alerts"
+DEFAULT_SESSIONS_TOPIC: Final = "agent.events.sessions"
+"""Where the ``sessions`` service writes its session summaries."""
 
 ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
 
@@ -281,6 +285,28 @@ class WindowSettings(WindowTuning):
     @model_validator(mode="after")
     def _window_parses(self) -> WindowSettings:
         _check_alerts(parse_window(self.window, grace=self.grace), self.alert_threshold)
+        return self
+
+
+class SessionSettings(WindowSettings):
+    """The ``sessions`` service's section (``AGENT_EVENTS_SESSIONS__*``): session windows only.
+
+    One summary per agent session (``session_id``), closed after ``window``'s gap without
+    events (plus ``grace``), written to ``agent.events.sessions``.
+    """
+
+    window: str = Field(default="session:30m", description="session:GAP, e.g. session:30m.")
+    grace: str = Field(default="1m", description="How long late events still join a session.")
+    key_fields: tuple[str, ...] = SESSION_KEY_FIELDS
+    store_name: str = Field(default="sessions", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    output_topic: str = DEFAULT_SESSIONS_TOPIC
+
+    @model_validator(mode="after")
+    def _is_session(self) -> SessionSettings:
+        if not isinstance(parse_window(self.window), SessionWindow):
+            raise ValueError(
+                f"the sessions service takes a session window (session:GAP), not {self.window!r}"
+            )
         return self
 
 

@@ -41,7 +41,7 @@ from agent_events.consumers.copies import CopySizes
 from agent_events.consumers.member import GroupMember
 from agent_events.consumers.scan import standalone_consumer
 from agent_events.consumers.windows.aggregations import Aggregations, Reducer, key_function
-from agent_events.consumers.windows.codec import WindowAggregateCodec
+from agent_events.consumers.windows.codec import AggregateEncoder, WindowAggregateCodec
 from agent_events.consumers.windows.commit import (
     AtLeastOnceCommitter,
     Committer,
@@ -70,7 +70,9 @@ logger = logging.getLogger(__name__)
 class WindowProcessor(GroupMember):
     """Aggregates ``config.topics`` into windows as group ``config.group_id``.
 
-    ``reducers`` add user-defined aggregates; ``alert_bus`` receives threshold
+    ``reducers`` add user-defined aggregates; ``output_codec`` writes the results
+    (default: ``WindowAggregate`` records; :class:`~.summary.SessionSummaryCodec` writes
+    session summaries); ``alert_bus`` receives threshold
     alerts (``config.alert_threshold``) as events, at least once (their ids are
     deterministic, so duplicates can be dropped). Use ``async with`` and
     :meth:`run`; :meth:`request_stop` ends the run after a final commit.
@@ -83,6 +85,7 @@ class WindowProcessor(GroupMember):
         reducers: Iterable[Reducer[Any]] = (),
         alert_bus: EventBus | None = None,
         event_codec: EventCodec | None = None,
+        output_codec: AggregateEncoder | None = None,
         **options: Unpack[WindowOptions],
     ) -> None:
         config = WindowedAggregationConfig.with_overrides(config, options)
@@ -93,7 +96,7 @@ class WindowProcessor(GroupMember):
         )
         self.alert_bus = alert_bus
         self._event_codec = event_codec or EventCodec()
-        self._output_codec = WindowAggregateCodec()
+        self._output_codec = output_codec or WindowAggregateCodec()
         self._key_of = key_function(config.key_fields)
         self._counters = TaskCounters()
         self._metrics = WindowMetrics()

@@ -36,11 +36,7 @@ from agent_events.consumers.copies import CopySizes, without_value
 from agent_events.consumers.dlq import ERROR_HEADER_PREFIX, DeadLetter, dead_letter_headers
 from agent_events.consumers.intake import Skip, admit
 from agent_events.consumers.windows.aggregations import KeyFunction, event_time_ms
-from agent_events.consumers.windows.codec import (
-    WINDOW_AGGREGATE_CONTENT_TYPE,
-    WindowAggregate,
-    WindowAggregateCodec,
-)
+from agent_events.consumers.windows.codec import AggregateEncoder, WindowAggregate
 from agent_events.consumers.windows.config import WindowedAggregationConfig
 from agent_events.consumers.windows.engine import WindowEngine, WindowResult
 from agent_events.consumers.windows.state import SourceMark
@@ -87,8 +83,6 @@ LOG_APPEND_TIME = 1
 logger = logging.getLogger(__name__)
 
 _HANDLER_NAME = "window-aggregation"
-
-_AGGREGATE_HEADERS: Headers = [(CONTENT_TYPE_HEADER, WINDOW_AGGREGATE_CONTENT_TYPE.encode())]
 
 
 class Outgoing(NamedTuple):
@@ -276,7 +270,7 @@ class AggregateTask(PartitionTask):
         event_codec: EventCodec,
         key_of: KeyFunction,
         engine: WindowEngine,
-        output_codec: WindowAggregateCodec,
+        output_codec: AggregateEncoder,
         *,
         sources: frozenset[str] | None = None,
     ) -> None:
@@ -284,6 +278,7 @@ class AggregateTask(PartitionTask):
         self.engine = engine
         self.sources = sources
         self._output_codec = output_codec
+        self._output_headers: Headers = [(CONTENT_TYPE_HEADER, output_codec.content_type.encode())]
         self._window_text = str(config.definition)
         self._alerts: list[ThresholdAlert] = []
 
@@ -385,6 +380,6 @@ class AggregateTask(PartitionTask):
                 self._config.output_topic,
                 result.key.encode(),
                 self._output_codec.encode(aggregate),
-                _AGGREGATE_HEADERS,
+                self._output_headers,
             )
         )

@@ -204,9 +204,10 @@ async def test_every_service_command_starts_handles_events_and_stops_on_sigterm(
         "router": ["--handler", "my_handlers:handle"],
     }
     names = ["metrics", "alerting", "logging", "tracing", "statistics", "store", "router"]
-    # Every registered service is started here, but aggregate, which has its own real-CLI
-    # test (tests/integration/test_window_service.py): a new service cannot be forgotten.
-    assert set(SERVICES) == {*names, "aggregate"}
+    # Every registered service is started here, but aggregate and sessions, which have their
+    # own real-CLI tests (tests/integration/test_window_service.py, test_session_service.py):
+    # a new service cannot be forgotten.
+    assert set(SERVICES) == {*names, "aggregate", "sessions"}
     services = {
         name: ConsumeProcess(
             [name, "-b", broker.bootstrap_servers, "--topic", topic, *extra.get(name, [])],

@@ -13,14 +13,25 @@ import asyncio
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 from kafka_support import produce
-from window_helpers import as_windows, read_aggregates, stream, tumbling_oracle
+from window_helpers import (
+    as_sessions,
+    as_windows,
+    read_aggregates,
+    session_stream,
+    session_summaries,
+    stream,
+    tumbling_oracle,
+)
 
+from agent_events.agent_runtime.events import SystemEvent
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
+from agent_events.consumers.windows import SessionSummaryCodec
 from tests.conftest import FaultLedger
 
 pytestmark = [pytest.mark.needs("transactions"), pytest.mark.slow, pytest.mark.timeout(180)]
@@ -32,12 +43,19 @@ class Member:
     """One processor process; its stderr goes to a file so a failure can show it."""
 
     def __init__(
-        self, bootstrap: str, topic: str, group: str, output: str, log: Path, throttle: float = 0.0
+        self,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        output: str,
+        log: Path,
+        throttle: float = 0.0,
+        kind: str = "tumbling",
     ) -> None:
         self.log = log
         self._stderr = log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, str(SCRIPT), bootstrap, topic, group, output, str(throttle)],
+            [sys.executable, str(SCRIPT), bootstrap, topic, group, output, str(throttle), kind],
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
@@ -67,31 +85,61 @@ def members() -> Iterator[list[Member]]:
         member.kill()
 
 
+class Kind(NamedTuple):
+    """A window kind's stream, oracle and reading of the output."""
+
+    name: str
+    events: list[SystemEvent]
+    expected: dict[Any, Any]
+    decode: Callable[[bytes], Any] | None
+    identify: Callable[[list[Any]], dict[Any, Any]]
+
+
+def tumbling_kind() -> Kind:
+    events = stream(3_000, step_ms=200)  # 10 minutes of event time
+    return Kind("tumbling", events, tumbling_oracle(events, 60_000, 5_000), None, as_windows)
+
+
+def session_kind() -> Kind:
+    events = session_stream(250, stagger_ms=2_000)  # 250 sessions of 12 events, 8 minutes
+    expected = session_summaries(events, 2_000, 1_000, partitions=3)
+    return Kind("session", events, expected, SessionSummaryCodec().decode, as_sessions)
+
+
 @pytest.mark.faults
+@pytest.mark.parametrize("make_kind", [tumbling_kind, session_kind], ids=["tumbling", "session"])
 async def test_a_member_killed_mid_window_and_restarted_emits_what_an_uninterrupted_run_emits(
     broker: RunningBroker,
     new_topic: NewTopic,
     tmp_path: Path,
     members: list[Member],
     fault_ledger: FaultLedger,
+    make_kind: Callable[[], Kind],
 ) -> None:
+    kind = make_kind()
     bootstrap = broker.bootstrap_servers
     topic = await new_topic(partitions=3)
-    events = stream(3_000, step_ms=200)  # 10 minutes of event time
-    expected = tumbling_oracle(events, 60_000, 5_000)
-    await produce(bootstrap, topic, events)
-    steady = Member(
-        bootstrap, topic, f"{topic}-steady", f"{topic}.steady", tmp_path / "steady.log", 0.02
-    )
-    victim = Member(bootstrap, topic, f"{topic}-g", f"{topic}.out", tmp_path / "victim.log", 0.05)
+    expected = kind.expected
+    await produce(bootstrap, topic, kind.events)
+
+    def member(log: str, group: str, output: str, throttle: float = 0.0) -> Member:
+        path = tmp_path / f"{log}.log"
+        return Member(bootstrap, topic, f"{topic}-{group}", output, path, throttle, kind.name)
+
+    steady = member("steady", "steady", f"{topic}.steady", 0.02)
+    victim = member("victim", "g", f"{topic}.out", 0.05)
     members += [steady, victim]
     await asyncio.gather(steady.ready(), victim.ready())
     before_kill = await read_aggregates(
-        bootstrap, f"{topic}.out", until=lambda rows: len(rows) >= 10, settle_s=0
+        bootstrap,
+        f"{topic}.out",
+        until=lambda rows: len(rows) >= 10,
+        settle_s=0,
+        decode=kind.decode,
     )
     victim.kill()  # SIGKILL: open transaction, windows half full
     assert len(before_kill) < len(expected), "the kill came too late to test anything"
-    successor = Member(bootstrap, topic, f"{topic}-g", f"{topic}.out", tmp_path / "successor.log")
+    successor = member("successor", "g", f"{topic}.out")
     members.append(successor)
     await successor.ready()
 
@@ -99,20 +147,34 @@ async def test_a_member_killed_mid_window_and_restarted_emits_what_an_uninterrup
         return len(rows) >= len(expected)
 
     recovered, uninterrupted = await asyncio.gather(
-        read_aggregates(bootstrap, f"{topic}.out", until=complete, deadline_s=120, settle_s=2),
-        read_aggregates(bootstrap, f"{topic}.steady", until=complete, deadline_s=120, settle_s=2),
+        read_aggregates(
+            bootstrap,
+            f"{topic}.out",
+            until=complete,
+            deadline_s=120,
+            settle_s=2,
+            decode=kind.decode,
+        ),
+        read_aggregates(
+            bootstrap,
+            f"{topic}.steady",
+            until=complete,
+            deadline_s=120,
+            settle_s=2,
+            decode=kind.decode,
+        ),
     )
     assert await successor.stop() == 0
-    windows = as_windows(recovered)
+    windows = kind.identify(recovered)
     fault_ledger(
-        "windows (counted in windows): member SIGKILLed inside a transaction",
+        f"windows (counted in {kind.name} windows): member SIGKILLed inside a transaction",
         sent=len(expected),
         acknowledged=len(expected),
         consumed=len(recovered),
         lost=sum(1 for w, v in expected.items() if windows.get(w) != v),
         duplicated=len(recovered) - len(windows),
     )
-    assert windows == as_windows(uninterrupted) == expected
+    assert windows == kind.identify(uninterrupted) == expected
 
 
 async def test_a_rebalance_from_one_to_three_members_loses_and_duplicates_nothing(

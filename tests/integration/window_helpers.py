@@ -19,8 +19,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agent_events.agent_runtime.events import EventType, SystemEvent
 from agent_events.broker.capabilities import BrokerCapabilities
-from agent_events.consumers.windows import WindowAggregate, WindowAggregateCodec, WindowProcessor
+from agent_events.consumers.windows import (
+    SessionSummary,
+    WindowAggregate,
+    WindowAggregateCodec,
+    WindowProcessor,
+)
 from agent_events.consumers.windows.aggregations import WindowValues
+from agent_events.producers.partitioner import partition_for_key
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -47,6 +53,100 @@ def stream(
             )
         )
     return events
+
+
+def session_stream(
+    sessions: int, *, per_session: int = 12, stagger_ms: int = 4_000
+) -> list[SystemEvent]:
+    """``sessions`` agent sessions, overlapping in time, in timestamp order overall.
+
+    Session ``j`` starts ``j * stagger_ms`` after :data:`START` and has ``per_session``
+    events 500 ms apart, by two agents, with an error in the middle.
+    """
+    events = []
+    for j in range(sessions):
+        for k in range(per_session):
+            etype = (
+                EventType.AGENT_STARTED
+                if k == 0
+                else EventType.ERROR_OCCURRED
+                if k == per_session // 2
+                else EventType.AGENT_COMPLETED
+            )
+            events.append(
+                SystemEvent(
+                    event_type=etype,
+                    agent_id=f"agent-{(j + k) % 3}" if k % 2 else f"agent-{j % 3}",
+                    session_id=f"session-{j}",
+                    timestamp=START + timedelta(milliseconds=j * stagger_ms + k * 500),
+                    execution_time_ms=10 * k + j if etype is EventType.AGENT_COMPLETED else None,
+                    error_type="Timeout" if etype is EventType.ERROR_OCCURRED else None,
+                )
+            )
+    events.sort(key=lambda e: e.timestamp)
+    return events
+
+
+def session_summaries(
+    events: list[SystemEvent], gap_ms: int, grace_ms: int, partitions: int
+) -> dict[str, dict[str, Any]]:
+    """Brute force: the sessions each partition's watermark closes, as summary fields.
+
+    Events must be in order per session and at most ``gap_ms`` apart within one (as
+    :func:`session_stream` makes them), so a session is simply all events of its id.
+    """
+    by_session: dict[str, list[SystemEvent]] = defaultdict(list)
+    watermarks: dict[int, int] = defaultdict(int)
+    for e in events:
+        assert e.session_id is not None
+        by_session[e.session_id].append(e)
+        p = partition_for_key(e.session_id.encode(), partitions)
+        watermarks[p] = max(watermarks[p], ms(e))
+    found = {}
+    for session, evs in by_session.items():
+        first, last = min(map(ms, evs)), max(map(ms, evs))
+        if (
+            last + 1 + gap_ms + grace_ms
+            > watermarks[partition_for_key(session.encode(), partitions)]
+        ):
+            continue  # still open
+        types: dict[str, int] = defaultdict(int)
+        for e in evs:
+            types[e.event_type.value] += 1
+        found[session] = {
+            "start_ms": first,
+            "end_ms": last,
+            "event_count": len(evs),
+            "events_by_type": dict(types),
+            "error_count": sum(1 for e in evs if e.error_type is not None),
+            "execution_time_ms_total": sum(e.execution_time_ms or 0 for e in evs),
+            "agents": sorted({e.agent_id for e in evs}),
+        }
+    return found
+
+
+def summary_fields(summary: SessionSummary) -> dict[str, Any]:
+    """What :func:`session_summaries` computes, read off an emitted summary."""
+    return {
+        "start_ms": summary.start_ms,
+        "end_ms": summary.end_ms,
+        "event_count": summary.event_count,
+        "events_by_type": summary.events_by_type,
+        "error_count": summary.error_count,
+        "execution_time_ms_total": summary.execution_time_ms_total,
+        "agents": summary.agents,
+    }
+
+
+def as_sessions(rows: list[SessionSummary]) -> dict[str, dict[str, Any]]:
+    """Final summaries by session id; fails on a session emitted twice."""
+    found: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row.final:
+            assert row.session_id is not None
+            assert row.session_id not in found, f"session {row.session_id} emitted twice"
+            found[row.session_id] = summary_fields(row)
+    return found
 
 
 def ms(event: SystemEvent) -> int:
@@ -92,16 +192,17 @@ async def read_aggregates(
     bootstrap: str,
     topic: str,
     *,
-    until: Callable[[list[WindowAggregate]], bool],
+    until: Callable[[list[Any]], bool],
     deadline_s: float = 60.0,
     settle_s: float = 1.0,
-) -> list[WindowAggregate]:
+    decode: Callable[[bytes], Any] | None = None,
+) -> list[Any]:
     """Read ``topic`` (read_committed) from the start until ``until(rows)``, then ``settle_s`` more.
 
     Polls rather than trusting end offsets, which Tansu reports wrong; reading on a little
     after the condition holds is what lets a duplicate show up.
     """
-    codec = WindowAggregateCodec()
+    decode = decode or WindowAggregateCodec().decode
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         isolation_level="read_committed",
@@ -121,7 +222,7 @@ async def read_aggregates(
         settled_at: float | None = None
         while True:
             batch = await consumer.getmany(timeout_ms=200)
-            rows += [codec.decode(r.value) for recs in batch.values() for r in recs]
+            rows += [decode(r.value) for recs in batch.values() for r in recs]
             now = time.monotonic()
             if settled_at is None and until(rows):
                 settled_at = now + settle_s

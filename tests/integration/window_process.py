@@ -1,6 +1,9 @@
 """A window-processor member as a real process, for SIGKILL and rebalance tests.
 
-Usage: python window_process.py BOOTSTRAP TOPIC GROUP OUTPUT_TOPIC [THROTTLE_S]
+Usage: python window_process.py BOOTSTRAP TOPIC GROUP OUTPUT_TOPIC [THROTTLE_S [KIND]]
+
+KIND ``tumbling`` (default): tumbling:60s windows, grace 5s. KIND ``session``: session
+summaries, session:2s, grace 1s (the ``sessions`` service's reducers and output).
 
 Prints READY once started; SIGTERM asks it to commit and exit 0. THROTTLE_S slows
 each fetch down, so a test can kill it while windows are open and transactions are in
@@ -14,19 +17,33 @@ import signal
 import sys
 from typing import Any
 
-from agent_events.consumers.windows import WindowProcessor
+from agent_events.consumers.windows import (
+    SESSION_REDUCERS,
+    SessionSummaryCodec,
+    WindowProcessor,
+)
+
+WINDOWS: dict[str, dict[str, Any]] = {
+    "tumbling": {"window": "tumbling:60s", "grace": "5s"},
+    "session": {
+        "window": "session:2s",
+        "grace": "1s",
+        "reducers": SESSION_REDUCERS,
+        "output_codec": SessionSummaryCodec(),
+    },
+}
 
 
 async def main() -> None:
     bootstrap, topic, group, output = sys.argv[1:5]
     throttle = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
+    kind = sys.argv[6] if len(sys.argv) > 6 else "tumbling"
     processor = WindowProcessor(
         bootstrap_servers=bootstrap,
         topics=[topic],
         group_id=group,
         output_topic=output,
-        window="tumbling:60s",
-        grace="5s",
+        **WINDOWS[kind],
         processing_guarantee="exactly_once",
         commit_interval_s=0.2,
         idle_source_after_s=1.0,

@@ -10,6 +10,7 @@ must agree with it on every stream hypothesis finds.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -110,12 +111,14 @@ def all_definitions() -> st.SearchStrategy[WindowDefinition]:
     )
 
 
-def session_clusters(accepted: list[Ev], gap: int) -> dict[Window, list[Ev]]:
+def session_clusters(
+    accepted: list[Ev], gap: int, key: Callable[[Ev], str] = lambda e: e.key
+) -> dict[Window, list[Ev]]:
     """The sessions of ``accepted``: per key, events chained by gaps of at most ``gap``."""
     sessions: dict[Window, list[Ev]] = {}
     by_key: dict[str, list[Ev]] = defaultdict(list)
     for e in accepted:
-        by_key[e.key].append(e)
+        by_key[key(e)].append(e)
     for key, evs in by_key.items():
         evs.sort(key=lambda e: e.ts)
         run = [evs[0]]
