@@ -59,6 +59,7 @@ from agent_events.agent_runtime.orchestration import (
     Middleware,
     SessionManager,
 )
+from agent_events.app import App
 from agent_events.consumers import (
     ConsumerConfig,
     ConsumerService,
@@ -104,6 +105,7 @@ __all__ = [
     "AgentContext",
     "AgentEventsError",
     "AgentExecutor",
+    "App",
     "AuthenticationFailed",
     "BrokerUnavailable",
     "BusClosed",

@@ -25,6 +25,7 @@ from agent_events.cli import (
     groups,
     produce,
     replay,
+    run,
     tail,
     topics,
     trace,
@@ -44,6 +45,7 @@ app = typer.Typer(
 app.command("demo")(demo.demo)
 app.add_typer(broker.app, name="broker")
 app.command("consume")(consume.consume)
+app.command("run")(run.run)
 app.add_typer(groups.app, name="groups")
 app.command("replay")(replay.replay_command)
 app.add_typer(topics.app, name="topics")

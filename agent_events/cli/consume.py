@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from prometheus_client import CollectorRegistry
 
-from agent_events.agent_runtime.errors import ConfigError
 from agent_events.cli._common import (
     BootstrapServers,
     ConfigFile,
@@ -25,21 +25,108 @@ from agent_events.cli._common import (
     stop_on_signals,
 )
 from agent_events.observability.logs import configure_logging
-from agent_events.services import SERVICES, ServiceHost, build_service
+from agent_events.services import SERVICES, ServiceBuilder, ServiceHost
+from agent_events.services.plugins import resolve_builder
 from agent_events.settings import AgentEventsSettings, load_settings
 
-__all__ = ["consume", "consume_flags"]
+__all__ = [
+    "AutoOffsetReset",
+    "DlqTopic",
+    "Group",
+    "LogFormat",
+    "LogLevel",
+    "MetricsHost",
+    "MetricsPort",
+    "ReportInterval",
+    "SummaryFile",
+    "consume",
+    "consume_flags",
+    "serve_service",
+]
 
 _ALERTING = "Service options: alerting"
 _STORE = "Service options: store"
 _TRACING = "Service options: tracing"
 _ROUTER = "Service options: router"
-_AGGREGATE = "Service options: aggregate"
+_AGGREGATE = "Service options: aggregate, sessions"
 _OBSERVE = "Metrics and logs"
+
+# The options every service process takes, `consume` and `run` alike: declared once here.
+Group = Annotated[
+    str | None,
+    typer.Option(
+        "--group",
+        "-g",
+        help="Consumer group (default: agent-events-SERVICE). Same group = share the work.",
+        show_default=False,
+    ),
+]
+DlqTopic = Annotated[
+    str | None,
+    typer.Option(help="Dead-letter topic (default: agent.events.dlq).", show_default=False),
+]
+AutoOffsetReset = Annotated[
+    str | None,
+    typer.Option(
+        help="Where a new group starts: earliest or latest (default: earliest).",
+        show_default=False,
+    ),
+]
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        help="Serve /metrics and /healthz on this port (0: any free port).",
+        rich_help_panel=_OBSERVE,
+        show_default=False,
+    ),
+]
+MetricsHost = Annotated[
+    str | None,
+    typer.Option(
+        help="Address of the metrics endpoint (default: 127.0.0.1).",
+        rich_help_panel=_OBSERVE,
+        show_default=False,
+    ),
+]
+LogFormat = Annotated[
+    str | None,
+    typer.Option(
+        help="auto (JSON unless a terminal), json or console.",
+        rich_help_panel=_OBSERVE,
+        show_default=False,
+    ),
+]
+LogLevel = Annotated[
+    str | None,
+    typer.Option(
+        help="DEBUG, INFO, WARNING or ERROR.", rich_help_panel=_OBSERVE, show_default=False
+    ),
+]
+SummaryFile = Annotated[
+    Path | None,
+    typer.Option(
+        help="Write what the service computed to this JSON file (periodically and at exit).",
+        rich_help_panel=_OBSERVE,
+        dir_okay=False,
+    ),
+]
+ReportInterval = Annotated[
+    float | None,
+    typer.Option(
+        help="Seconds between summary reports (default: 30).",
+        rich_help_panel=_OBSERVE,
+        show_default=False,
+    ),
+]
 
 
 def consume_flags(**given: Any) -> dict[str, Any]:
-    """The settings the command-line flags give, nested as :func:`load_settings` wants."""
+    """The settings the command-line flags give, nested as :func:`load_settings` wants.
+
+    The window flags set the section of the service that runs: ``sessions`` for the
+    sessions service, ``aggregate`` otherwise.
+    """
+    windows = "sessions" if given.get("service") == "sessions" else "aggregate"
     return {
         "bootstrap_servers": given.get("bootstrap_servers"),
         "connect_timeout_s": given.get("connect_timeout"),
@@ -61,7 +148,7 @@ def consume_flags(**given: Any) -> dict[str, Any]:
         "store": {"url": given.get("store_url")},
         "tracing": {"path": given.get("trace_db")},
         "router": {"handlers": given.get("handler") or None},
-        "aggregate": {
+        windows: {
             "window": given.get("window"),
             "grace": given.get("grace"),
             "key_fields": given.get("key"),
@@ -79,80 +166,23 @@ def consume(
     service: Annotated[
         str,
         typer.Argument(
-            help=f"The service to run: {', '.join(SERVICES)}.",
+            help=f"The service to run: {', '.join(SERVICES)}, or an installed plugin's name.",
             show_default=False,
         ),
     ],
     bootstrap_servers: BootstrapServers = None,
     connect_timeout: ConnectTimeout = None,
-    group: Annotated[
-        str | None,
-        typer.Option(
-            "--group",
-            "-g",
-            help="Consumer group (default: agent-events-SERVICE). Same group = share the work.",
-            show_default=False,
-        ),
-    ] = None,
+    group: Group = None,
     topic: Topic = None,
-    dlq_topic: Annotated[
-        str | None,
-        typer.Option(help="Dead-letter topic (default: agent.events.dlq).", show_default=False),
-    ] = None,
-    auto_offset_reset: Annotated[
-        str | None,
-        typer.Option(
-            help="Where a new group starts: earliest or latest (default: earliest).",
-            show_default=False,
-        ),
-    ] = None,
+    dlq_topic: DlqTopic = None,
+    auto_offset_reset: AutoOffsetReset = None,
     config: ConfigFile = None,
-    metrics_port: Annotated[
-        int | None,
-        typer.Option(
-            help="Serve /metrics and /healthz on this port (0: any free port).",
-            rich_help_panel=_OBSERVE,
-            show_default=False,
-        ),
-    ] = None,
-    metrics_host: Annotated[
-        str | None,
-        typer.Option(
-            help="Address of the metrics endpoint (default: 127.0.0.1).",
-            rich_help_panel=_OBSERVE,
-            show_default=False,
-        ),
-    ] = None,
-    log_format: Annotated[
-        str | None,
-        typer.Option(
-            help="auto (JSON unless a terminal), json or console.",
-            rich_help_panel=_OBSERVE,
-            show_default=False,
-        ),
-    ] = None,
-    log_level: Annotated[
-        str | None,
-        typer.Option(
-            help="DEBUG, INFO, WARNING or ERROR.", rich_help_panel=_OBSERVE, show_default=False
-        ),
-    ] = None,
-    summary_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="Write what the service computed to this JSON file (periodically and at exit).",
-            rich_help_panel=_OBSERVE,
-            dir_okay=False,
-        ),
-    ] = None,
-    report_interval: Annotated[
-        float | None,
-        typer.Option(
-            help="Seconds between summary reports (default: 30).",
-            rich_help_panel=_OBSERVE,
-            show_default=False,
-        ),
-    ] = None,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = None,
+    log_format: LogFormat = None,
+    log_level: LogLevel = None,
+    summary_file: SummaryFile = None,
+    report_interval: ReportInterval = None,
     slow_threshold_ms: Annotated[
         float | None,
         typer.Option(
@@ -202,7 +232,8 @@ def consume(
     window: Annotated[
         str | None,
         typer.Option(
-            help="tumbling:60s, hopping:60s/10s or sliding:60s (default: tumbling:60s).",
+            help="tumbling:60s, hopping:60s/10s, sliding:60s or session:30m (default: "
+            "tumbling:60s; sessions: session:30m).",
             rich_help_panel=_AGGREGATE,
             show_default=False,
         ),
@@ -218,7 +249,8 @@ def consume(
     key: Annotated[
         str | None,
         typer.Option(
-            help="Window key fields, comma-separated (default: event_type,agent_id).",
+            help="Window key fields, comma-separated (default: event_type,agent_id; "
+            "session windows: session_id).",
             rich_help_panel=_AGGREGATE,
             show_default=False,
         ),
@@ -226,7 +258,8 @@ def consume(
     output_topic: Annotated[
         str | None,
         typer.Option(
-            help="Closed windows go here (default: agent.events.aggregates).",
+            help="Closed windows go here (default: agent.events.aggregates; sessions: "
+            "agent.events.sessions).",
             rich_help_panel=_AGGREGATE,
             show_default=False,
         ),
@@ -275,17 +308,28 @@ def consume(
     ] = None,
 ) -> None:
     """Run a consumer service; start more with the same --group to scale out."""
-    if service not in SERVICES:
-        raise ConfigError(f"unknown service {service!r}; choose one of: {', '.join(SERVICES)}")
     flags = consume_flags(**locals())
+    serve_service(resolve_builder(service, SERVICES), flags, config)
+
+
+def serve_service(builder: ServiceBuilder, flags: dict[str, Any], config: Path | None) -> None:
+    """Run the service ``builder`` builds until SIGTERM or Ctrl-C: what ``consume`` and
+    ``run`` share.
+
+    1. load the settings (``flags`` > environment > ``config`` file > defaults);
+    2. configure logging;
+    3. build the service and run it in a :class:`ServiceHost` (metrics, health, lag,
+       summary); a signal drains the fetched records, commits and returns.
+    """
     settings = load_settings(flags, config)
     configure_logging(settings.log_format, settings.log_level)
-    asyncio.run(_run(service, settings))
+    asyncio.run(_run(builder, settings))
 
 
-async def _run(name: str, settings: AgentEventsSettings) -> None:
-    service = build_service(name, settings)
-    host = ServiceHost(service, settings)
+async def _run(builder: ServiceBuilder, settings: AgentEventsSettings) -> None:
+    service = builder(settings, CollectorRegistry())
+    # The service's settings: an App fills in its own defaults (topic, tuning).
+    host = ServiceHost(service, service.settings)
     with stop_on_signals(host.request_stop):
         async with host:
             await host.run()

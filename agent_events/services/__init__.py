@@ -1,19 +1,20 @@
 """The consumer services operators deploy: one consumer group each, scaled by processes.
 
 ``SERVICES`` maps a service name (``agent-events consume NAME``) to its builder; add a
-service with one line: ``SERVICES["name"] = MyService``. :class:`ServiceHost` runs any
-of them with metrics, health, lag and a clean stop.
+service with one line: ``SERVICES["name"] = MyService``; another package adds one with an
+``agent_events.services`` entry point (:mod:`agent_events.services.plugins`).
+:class:`ServiceHost` runs any of them with metrics, health, lag and a clean stop.
 """
 
 from prometheus_client import CollectorRegistry
 
-from agent_events.agent_runtime.errors import ConfigError
 from agent_events.services._base import NamedHandler, Service, ServiceBuilder
 from agent_events.services.aggregate import build_aggregate_service
 from agent_events.services.alerting import AlertingService, WebhookAlertSink
 from agent_events.services.event_logging import EventLoggingService
 from agent_events.services.host import ServiceHost
 from agent_events.services.metrics import MetricsService
+from agent_events.services.plugins import resolve_builder
 from agent_events.services.router import RouterService, import_object
 from agent_events.services.sessions import SessionsService
 from agent_events.services.statistics import StatisticsService
@@ -60,8 +61,7 @@ SERVICES: dict[str, ServiceBuilder] = {
 def build_service(
     name: str, settings: AgentEventsSettings, registry: CollectorRegistry | None = None
 ) -> Service:
-    """Build the service called ``name``; :class:`ConfigError` names the known ones."""
-    builder = SERVICES.get(name)
-    if builder is None:
-        raise ConfigError(f"unknown service {name!r}; choose one of: {', '.join(SERVICES)}")
+    """Build the service called ``name``, built-in or a plugin (:mod:`.plugins`);
+    :class:`ConfigError` names the known ones."""
+    builder = resolve_builder(name, SERVICES)
     return builder(settings, registry if registry is not None else CollectorRegistry())

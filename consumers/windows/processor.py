@@ -33,6 +33,7 @@ from contextlib import AsyncExitStack
 from typing import Any, Unpack
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.structs import TopicPartition
 
 from agent_events.agent_runtime.errors import KafkaError, UnsupportedByBroker
@@ -356,8 +357,7 @@ class WindowProcessor(GroupMember):
             await self._prepare_again(again)
 
     async def _prepare_again(self, tps: list[TopicPartition]) -> None:
-        """Restore partitions whose commit failed; while the broker is unreachable they
-        wait (paused) and are tried again at the next commit, and the member stays."""
+        """Restore partitions whose commit (or preparation) failed; see :meth:`_prepare_or_wait`."""
         consumer = self._consumer
         if consumer is None:
             return
@@ -366,20 +366,28 @@ class WindowProcessor(GroupMember):
         if self._stop_requested.is_set():  # stopping: not worth a restore
             self._unprepared.update(tps)
             return
+        if await self._prepare_or_wait(tps, "after a failed commit"):
+            consumer.resume(*(tp for tp in tps if tp in consumer.assignment()))
+
+    async def _prepare_or_wait(self, tps: list[TopicPartition], when: str) -> bool:
+        """Prepare ``tps``; while the broker is unreachable they wait (paused, no task) and
+        are tried again at the next commit, and the member stays. ``False`` if they wait."""
         try:
             await self._prepare(tps)
-        except KafkaError as exc:
+        except (KafkaError, AIOKafkaError) as exc:
+            for tp in tps:
+                self._tasks.pop(tp, None)
             self._unprepared.update(tps)
             logger.warning(
-                "group %s: could not restore %d partitions after a failed commit (%s); "
-                "trying again at the next commit",
+                "group %s: could not restore %d partitions %s (%s); trying again at the next commit",
                 self.config.group_id,
                 len(tps),
+                when,
                 exc,
             )
-            return
+            return False
         self._unprepared.difference_update(tps)
-        consumer.resume(*(tp for tp in tps if tp in consumer.assignment()))
+        return True
 
     async def _caught_up(self, tp: TopicPartition) -> bool:
         """Whether the consumer has read ``tp`` to its end, as the last fetch saw it."""
@@ -409,13 +417,20 @@ class WindowProcessor(GroupMember):
         consumer = self._consumer
         if consumer is not None and assigned:
             consumer.pause(*assigned)
+        tps = sorted(assigned)
         async with self._lock:
             try:
-                await self._prepare(sorted(assigned))
+                await self._prepare_or_wait(tps, "after an assignment")
             except Exception as exc:  # aiokafka would only log it: stop the run instead
                 logger.exception("group %s: preparing %s failed", self.config.group_id, assigned)
                 self._failure = exc
                 self.request_stop()
             finally:
                 if consumer is not None:
-                    consumer.resume(*(tp for tp in assigned if tp in consumer.assignment()))
+                    consumer.resume(
+                        *(
+                            tp
+                            for tp in tps
+                            if tp in consumer.assignment() and tp not in self._unprepared
+                        )
+                    )

@@ -93,6 +93,7 @@ def test_every_python_block_of_the_readme_is_tested_here() -> None:
         "### The local broker, or your own cluster",
         "## Consuming: the same handlers as a service",
         "### Re-drive from the DLQ",
+        "## Your own services: App",  # tests/integration/test_app_run.py
     }
     assert len(every_block()) == len(tested)
     assert {block_under(heading) for heading in tested} == set(every_block())

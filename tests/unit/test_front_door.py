@@ -20,7 +20,7 @@ def test_all_is_sorted_and_every_name_resolves() -> None:
 
 def test_the_user_facing_types_are_at_the_front_door() -> None:
     needed = {
-        "EventBus", "SystemEvent", "EventType", "AgentExecutor", "KafkaEventProducer",
+        "App", "EventBus", "SystemEvent", "EventType", "AgentExecutor", "KafkaEventProducer",
         "ProducerConfig", "ConsumerService", "ConsumerConfig", "WindowProcessor",
         "WindowedAggregationConfig", "TumblingWindow", "replay", "redrive", "AgentEventsError",
         "ConfigError", "DecodeError", "BrokerUnavailable", "QueueFull", "HandlerTimeout",
