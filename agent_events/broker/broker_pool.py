@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from agent_events.agent_runtime.errors import BrokerUnavailable
 from agent_events.broker.capabilities import BrokerCapabilities, probe_capabilities
+from agent_events.broker.container import kafka_container
 from agent_events.broker.kafka_cluster import KafkaCluster
 from agent_events.broker.readiness import metadata_broker_ids
 from agent_events.broker.selection import BrokerKind, docker_engine_answers
@@ -123,14 +124,11 @@ class BrokerPool:
         return RunningBroker("kafka", cluster.bootstrap_servers, "local")
 
     def _start_docker(self) -> RunningBroker:
-        try:
-            from testcontainers.community.kafka import KafkaContainer
-        except ImportError:  # older testcontainers
-            from testcontainers.kafka import KafkaContainer
-        container = KafkaContainer().with_kraft()
+        container, bootstrap = kafka_container()
         container.start()
         self._sync_stops.append(container.stop)
-        return RunningBroker("kafka", str(container.get_bootstrap_server()), "docker")
+        self._loop.run(metadata_broker_ids(bootstrap, timeout_s=60.0), 90.0)
+        return RunningBroker("kafka", bootstrap, "docker")
 
     def capabilities(self, running: RunningBroker) -> BrokerCapabilities:
         """What ``running`` can do, probed once."""
