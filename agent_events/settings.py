@@ -55,6 +55,7 @@ from agent_events.agent_runtime.errors import ConfigError
 from agent_events.consumers.config import DEFAULT_DLQ_TOPIC, ConsumerConfig, ConsumerTuning
 from agent_events.consumers.windows.config import SessionSettings, WindowSettings
 from agent_events.producers.config import DEFAULT_TOPIC, ProducerConfig, ProducerTuning
+from agent_events.schemas.registry import ValueFormatConfig
 from agent_events.transport import KafkaConnectionConfig
 
 __all__ = [
@@ -142,11 +143,13 @@ class RouterSettings(BaseModel):
     handlers: list[str] = Field(default_factory=list)
 
 
-class AgentEventsSettings(BaseSettings, KafkaConnectionConfig):
+class AgentEventsSettings(BaseSettings, KafkaConnectionConfig, ValueFormatConfig):
     """Every setting of a service process; build client configs with the methods below.
 
     The Kafka connection settings (``bootstrap_servers``, ``security_protocol``, ...) are
-    :class:`KafkaConnectionConfig`'s own fields, inherited, so they are declared once.
+    :class:`KafkaConnectionConfig`'s own fields, inherited, so they are declared once; so are
+    ``value_format`` and ``schema_registry_url`` (:class:`ValueFormatConfig`), which every
+    producer and consumer config built here carries.
     """
 
     model_config = SettingsConfigDict(
@@ -217,7 +220,8 @@ class AgentEventsSettings(BaseSettings, KafkaConnectionConfig):
         )
 
     def _connection_fields(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in KafkaConnectionConfig.model_fields}
+        names = [*KafkaConnectionConfig.model_fields, *ValueFormatConfig.model_fields]
+        return {name: getattr(self, name) for name in names}
 
 
 def load_settings(

@@ -7,6 +7,7 @@ from typing import Any, Literal, Self, TypedDict
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent_events.producers.config import DEFAULT_TOPIC, KafkaConnectionConfig
+from agent_events.schemas.registry import ValueFormatConfig, ValueFormatOptions
 from agent_events.transport import ConnectionOptions
 
 __all__ = [
@@ -77,7 +78,7 @@ class ConsumerTuning(GroupMemberTuning):
     isolation_level: Literal["read_uncommitted", "read_committed"] = "read_committed"
 
 
-class ConsumerConfig(KafkaConnectionConfig, ConsumerTuning):
+class ConsumerConfig(KafkaConnectionConfig, ConsumerTuning, ValueFormatConfig):
     """One consumer-group service: what it reads, how it orders, retries and dead-letters.
 
     ``ordering="partition"`` handles a partition's records one at a time in offset
@@ -138,7 +139,7 @@ class GroupMemberOptions(TypedDict, total=False):
     commit_interval_s: float
 
 
-class ConsumerOptions(ConnectionOptions, GroupMemberOptions, total=False):
+class ConsumerOptions(ConnectionOptions, GroupMemberOptions, ValueFormatOptions, total=False):
     """:class:`ConsumerConfig`'s fields as typed keyword arguments (``ConsumerService(...)``)."""
 
     ordering: Ordering

@@ -39,6 +39,7 @@ from agent_events.consumers.config import ConsumerConfig
 from agent_events.consumers.dlq import DeadLetter
 from agent_events.consumers.intake import Skip, Unwanted, admit
 from agent_events.schemas.codec import EventCodec
+from agent_events.schemas.registry import make_event_codec
 from agent_events.transport import backoff_delay
 
 __all__ = [
@@ -111,7 +112,8 @@ class RecordProcessor:
         self._config = config
         self._group_id = config.group_id
         self._dead_letters = dead_letters
-        self._codec = codec or EventCodec()
+        self._codec = codec or make_event_codec(config.value_format, config.schema_registry_url)
+        self._prepare = self._codec.prepare if self._codec.needs_prepare else None
         self._observer = observer
         self._scope = observer.record_scope if isinstance(observer, RecordScope) else None
         self.stats = ProcessingStats()
@@ -125,6 +127,10 @@ class RecordProcessor:
             await self._process(record)
 
     async def _process(self, record: Record) -> None:
+        if self._prepare is not None:
+            # A writer schema id not cached yet is fetched here, awaiting only this
+            # record's partition; decoding in admit() then never does I/O.
+            await self._prepare(record.value)
         admitted = admit(
             record, self._codec, group_id=self._group_id, handler=None, wants=self._bus.wants
         )

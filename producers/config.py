@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agent_events.schemas.registry import ValueFormatConfig, ValueFormatOptions
 from agent_events.transport import ConnectionOptions, KafkaConnectionConfig, backend_for
 
 __all__ = [
@@ -64,8 +65,8 @@ class ProducerTuning(BaseModel):
         return self
 
 
-class ProducerConfig(KafkaConnectionConfig, ProducerTuning):
-    """Everything a :class:`KafkaEventProducer` needs: connection, topic and tuning."""
+class ProducerConfig(KafkaConnectionConfig, ProducerTuning, ValueFormatConfig):
+    """Everything a :class:`KafkaEventProducer` needs: connection, topic, tuning, value format."""
 
     topic: str = Field(default=DEFAULT_TOPIC, min_length=1)
 
@@ -105,7 +106,7 @@ class ProducerConfig(KafkaConnectionConfig, ProducerTuning):
         }
 
 
-class ProducerOptions(ConnectionOptions, total=False):
+class ProducerOptions(ConnectionOptions, ValueFormatOptions, total=False):
     """:class:`ProducerConfig`'s fields as typed keyword arguments (``KafkaEventProducer(...)``)."""
 
     acks: Literal["all", 1, 0]

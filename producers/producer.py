@@ -65,7 +65,8 @@ from agent_events.producers.headers import (
     new_producer_id,
 )
 from agent_events.producers.partitioner import SessionKeyPartitioner
-from agent_events.schemas.codec import CONTENT_TYPE, EventCodec
+from agent_events.schemas.codec import EventCodec
+from agent_events.schemas.registry import make_event_codec
 from agent_events.transport import backend_for, start_client
 
 __all__ = [
@@ -141,7 +142,9 @@ class KafkaEventProducer(AsyncResource):
         self.config = config
         self.producer_id = new_producer_id()
         self.stats = ProducerStats()
-        self._codec = codec or EventCodec()
+        self._codec = codec or make_event_codec(
+            config.value_format, config.schema_registry_url, topic=config.topic
+        )
         self._on_delivery_error = on_delivery_error
         self._sequencer = SessionSequencer(config.sequence_cache_size)
         self._partitioner = SessionKeyPartitioner()
@@ -154,7 +157,7 @@ class KafkaEventProducer(AsyncResource):
         self._backend = backend_for(config)
         self._type_headers: dict[EventTypeLike, bytes] = {}
         self._static_headers: Headers = [
-            (CONTENT_TYPE_HEADER, CONTENT_TYPE.encode()),
+            (CONTENT_TYPE_HEADER, self._codec.content_type.encode()),
             (PRODUCER_ID_HEADER, self.producer_id.encode()),
         ]
 
@@ -174,6 +177,8 @@ class KafkaEventProducer(AsyncResource):
         """
         if self._producer is not None:
             return
+        # Before connecting: an unreachable schema registry fails the start with nothing open.
+        await self._codec.prepare_topic(self.config.topic)
         try:
             self._producer = await self._start_client(self.config.enable_idempotence)
         except (KafkaError, AgentEventsError):
@@ -249,7 +254,10 @@ class KafkaEventProducer(AsyncResource):
         self._require_started()
         batches = self._batches
         assert batches is not None
-        value = self._codec.encode(event)
+        topic = topic or self.config.topic
+        if self._codec.needs_prepare and not self._codec.is_prepared(topic):
+            await self._codec.prepare_topic(topic)  # once per topic: registers its schema
+        value = self._codec.encode_for(event, topic)
         key = event.partition_key
         key_bytes = key.encode()
         headers = self._headers(event, key)
@@ -261,7 +269,6 @@ class KafkaEventProducer(AsyncResource):
             self.stats.record_failure(error)
             raise error
         timestamp_ms = event_time_ms(event)
-        topic = topic or self.config.topic
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         try:
             partitions = batches.known_partitions(topic) or await batches.partition_count(topic)

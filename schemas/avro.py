@@ -205,10 +205,14 @@ class SingleObjectCodec:
         """The writer schemas ``decode`` accepts."""
         return self._store
 
-    def encode(self, record: Mapping[str, Any]) -> bytes:
-        """Frame and serialize ``record`` with the writer schema."""
+    def encode(self, record: Mapping[str, Any], *, prefix: bytes | None = None) -> bytes:
+        """Frame and serialize ``record`` with the writer schema.
+
+        ``prefix`` replaces the single-object header, for another framing of the same
+        body (the Schema Registry wire format writes ``00`` + its schema id).
+        """
         out = io.BytesIO()
-        out.write(self._header)
+        out.write(self._header if prefix is None else prefix)
         try:
             schemaless_writer(out, self._writer, record)
         except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
@@ -221,13 +225,20 @@ class SingleObjectCodec:
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """Parse single-object bytes into a record shaped by the reader schema."""
-        writer_fp = self.writer_fingerprint(data)
+        return self.decode_body(data, HEADER_SIZE, self.writer_fingerprint(data))
+
+    def decode_body(self, data: bytes, offset: int, writer_fp: bytes) -> dict[str, Any]:
+        """Parse the Avro body at ``data[offset:]``, written with schema ``writer_fp``.
+
+        The body decoding of :meth:`decode`, for framings that name the writer schema
+        another way (the Schema Registry's id, resolved to a fingerprint in ``store``).
+        """
         if writer_fp == self._reader_fp:
             writer, reader = self._reader, None
         else:
             writer, reader = self._store.parsed(writer_fp), self._reader
         src = io.BytesIO(data)
-        src.seek(HEADER_SIZE)
+        src.seek(offset)
         try:
             record = cast(dict[str, Any], schemaless_reader(src, writer, reader))
         except SchemaResolutionError as exc:
@@ -260,8 +271,14 @@ class SingleObjectCodec:
                 "single-object header; it was truncated or is not an encoded record"
             )
         if data[:2] != SINGLE_OBJECT_MAGIC:
+            hint = (
+                " (a first byte 00 is the Schema Registry wire format: read it with "
+                "value_format='confluent')"
+                if data[:1] == b"\x00"
+                else ""
+            )
             raise MalformedEventError(
                 f"value starts with {bytes(data[:2]).hex()}, not the Avro single-object "
-                "marker c301; it was written by another serializer"
+                f"marker c301; it was written by another serializer{hint}"
             )
         return bytes(data[2:HEADER_SIZE])

@@ -37,6 +37,8 @@ from agent_events.schemas.avro import (
 )
 
 __all__ = [
+    "CONFLUENT_CONTENT_TYPE",
+    "CONFLUENT_MAGIC",
     "CONTENT_TYPE",
     "SYSTEM_EVENT_FINGERPRINT",
     "SYSTEM_EVENT_SCHEMA",
@@ -57,6 +59,18 @@ CONTENT_TYPE: Final = "application/avro; encoding=single-object; record=agent_ev
 It names the framing and the record, not the schema version: the version is the
 fingerprint inside the value, so a reader on another version still accepts it.
 """
+
+CONFLUENT_CONTENT_TYPE: Final = (
+    "application/avro; encoding=confluent-schema-registry; record=agent_events.SystemEvent"
+)
+"""The ``content-type`` header value of events in the Schema Registry wire format.
+
+Readers decide by the value's first byte, not by this header (tools such as Kafka Connect
+write no header): ``00`` is the registry framing, ``C3 01`` single-object.
+"""
+
+CONFLUENT_MAGIC: Final = b"\x00"
+"""First byte of a value in the Schema Registry wire format (then a 4-byte schema id)."""
 
 
 def _reject_constant(name: str) -> Any:
@@ -88,6 +102,12 @@ class EventCodec:
 
     __slots__ = ("_avro", "_fingerprint")
 
+    needs_prepare: bool = False
+    """Whether ``prepare`` may do I/O; runtimes skip the await when it cannot."""
+
+    content_type: str = CONTENT_TYPE
+    """The ``content-type`` header value of what ``encode`` writes."""
+
     def __init__(self, store: AvroSchemaStore | None = None) -> None:
         self._avro = SingleObjectCodec(SYSTEM_EVENT_SCHEMA, store)
         self._fingerprint = self._avro.fingerprint
@@ -102,9 +122,23 @@ class EventCodec:
         """The writer schemas ``decode`` accepts; register older versions here."""
         return self._avro.store
 
+    async def prepare_topic(self, topic: str) -> None:
+        """Get ready to encode for ``topic``; single-object framing needs nothing."""
+
+    def is_prepared(self, topic: str) -> bool:
+        """Whether ``encode_for`` can write to ``topic`` now (always, here)."""
+        return True
+
+    async def prepare(self, value: bytes | None) -> None:
+        """Get ready to decode ``value``; single-object framing needs nothing."""
+
     def encode(self, event: SystemEvent) -> bytes:
         """The event's single-object Avro bytes; raises :class:`EncodeError`."""
         return self._avro.encode(self.to_record(event))
+
+    def encode_for(self, event: SystemEvent, topic: str) -> bytes:
+        """The event's bytes for ``topic`` (the framing here does not depend on it)."""
+        return self.encode(event)
 
     def decode(self, data: bytes) -> SystemEvent:
         """The event encoded in ``data``; raises a :class:`DecodeError` subclass."""

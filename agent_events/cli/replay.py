@@ -70,6 +70,8 @@ from agent_events.consumers.replay import (
     replay,
 )
 from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.schemas.codec import EventCodec
+from agent_events.schemas.registry import make_event_codec
 from agent_events.services.store import sqlite_path, store_from_url
 
 __all__ = [
@@ -238,6 +240,7 @@ async def _run(
     rate: float | None,
     dry_run: bool,
     as_json: bool,
+    codec: EventCodec,
 ) -> None:
     check = broker_check(connection)
     plan = await plan_replay(connection, spec, check_feature=check)
@@ -266,7 +269,9 @@ async def _run(
             progress.update(task, completed=p.position)
 
         with progress:
-            report = await replay(connection, spec, sink, plan=plan, rate=rate, on_progress=show)
+            report = await replay(
+                connection, spec, sink, plan=plan, rate=rate, on_progress=show, codec=codec
+            )
     if as_json:
         payload = json.dumps(report.to_json())
         typer.echo(payload, err=isinstance(sink, JsonLinesSink) and sink.path == "-")
@@ -389,6 +394,7 @@ def replay_command(
                 rate=rate,
                 dry_run=dry_run,
                 as_json=as_json,
+                codec=make_event_codec(settings.value_format, settings.schema_registry_url),
             )
         )
     sys.stdout.flush()

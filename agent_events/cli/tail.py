@@ -33,6 +33,7 @@ from agent_events.consumers.scan import standalone_consumer, topic_partitions
 from agent_events.producers.headers import header_value
 from agent_events.producers.partitioner import partition_for_key
 from agent_events.schemas.codec import EventCodec
+from agent_events.schemas.registry import make_event_codec
 
 __all__ = ["envelope", "human_line", "tail"]
 
@@ -130,7 +131,7 @@ def tail(
     settings = tool_settings(bootstrap_servers, config_file, connect_timeout, topic=topic)
     conn, topic_name = settings.connection(), settings.topic
     types = {t.lower() for t in event_types or ()}
-    codec = EventCodec()
+    codec = make_event_codec(settings.value_format, settings.schema_registry_url)
 
     async def main(stop: asyncio.Event) -> None:
         shown = 0
@@ -146,6 +147,8 @@ def tail(
             ):
                 if session is not None and (record.key or b"") != session.encode():
                     continue
+                if codec.needs_prepare and record.value:
+                    await codec.prepare(record.value)  # a registry id seen the first time
                 event, error = _decode(codec, record)
                 if not _matches(event, types, agent, session):
                     continue

@@ -40,6 +40,7 @@ from agent_events.consumers.windows import (
 )
 from agent_events.consumers.windows.codec import AggregateEncoder
 from agent_events.consumers.windows.config import WindowTuning
+from agent_events.schemas.registry import ValueFormatConfig
 from agent_events.services._base import Service
 from agent_events.settings import AgentEventsSettings
 
@@ -79,6 +80,7 @@ class AggregateService(Service):
         section = self.section()
         window = WindowedAggregationConfig(
             **self.settings.connection().model_dump(),
+            **{name: getattr(config, name) for name in ValueFormatConfig.model_fields},
             **{name: getattr(config, name) for name in GroupMemberTuning.model_fields},
             **section.model_dump(include=set(WindowTuning.model_fields)),
             topics=config.topics,

@@ -170,6 +170,8 @@ async def _deliver(
             next_offset[partition] = offset + 1
             last_offsets[partition] = offset
             progress.read += 1
+            if codec.needs_prepare:  # a registry codec: fetch an unseen writer schema id
+                await codec.prepare(record.value)
             event = _select(record, key, types, agents, decode, codec, progress)
             if event is False:
                 continue

@@ -30,6 +30,7 @@ from agent_events.consumers.windows.definitions import (
     parse_window,
 )
 from agent_events.producers.config import DEFAULT_TOPIC, KafkaConnectionConfig
+from agent_events.schemas.registry import ValueFormatConfig, ValueFormatOptions
 from agent_events.transport import ConnectionOptions
 
 __all__ = [
@@ -151,7 +152,9 @@ class WindowTuning(BaseModel):
         return self.alerts_topic if self.alert_threshold is not None else None
 
 
-class WindowedAggregationConfig(KafkaConnectionConfig, GroupMemberTuning, WindowTuning):
+class WindowedAggregationConfig(
+    KafkaConnectionConfig, ValueFormatConfig, GroupMemberTuning, WindowTuning
+):
     """One windowed aggregation: what it reads, how it windows and keys, where it writes.
 
     The group-member knobs are :class:`~consumers.config.GroupMemberTuning`'s and the
@@ -318,7 +321,7 @@ def _check_alerts(window: WindowDefinition, threshold: int | None) -> None:
         )
 
 
-class WindowOptions(ConnectionOptions, GroupMemberOptions, total=False):
+class WindowOptions(ConnectionOptions, ValueFormatOptions, GroupMemberOptions, total=False):
     """:class:`WindowedAggregationConfig`'s fields as typed keyword arguments.
 
     ``window`` also takes its text form and ``grace`` a duration (``"10s"``), as the model does.

@@ -61,6 +61,7 @@ from agent_events.consumers.windows.state import WindowStore, restore_stores
 from agent_events.consumers.windows.tasks import AggregateTask, PartitionTask, TaskCounters
 from agent_events.consumers.windows.topics import ensure_window_topics
 from agent_events.schemas.codec import EventCodec
+from agent_events.schemas.registry import make_event_codec
 from agent_events.transport import DEFAULT_MAX_MESSAGE_BYTES, backend_for
 
 __all__ = ["WindowProcessor"]
@@ -96,7 +97,11 @@ class WindowProcessor(GroupMember):
             reducers, need_merge=isinstance(config.definition, SlidingWindow | SessionWindow)
         )
         self.alert_bus = alert_bus
-        self._event_codec = event_codec or EventCodec()
+        self._event_codec = event_codec or make_event_codec(
+            config.value_format, config.schema_registry_url
+        )
+        codec = self._event_codec
+        self._prepare_value = codec.prepare if codec.needs_prepare else None
         self._output_codec = output_codec or WindowAggregateCodec()
         self._key_of = key_function(config.key_fields)
         self._counters = TaskCounters()
@@ -184,6 +189,13 @@ class WindowProcessor(GroupMember):
         return self.config.max_poll_records
 
     async def _take(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, Any]) -> None:
+        prepare = self._prepare_value
+        if prepare is not None:
+            # A registry codec fetches writer schemas it has not seen before the batch is
+            # processed; a partition revoked meanwhile has no task below, and is skipped.
+            for records in batch.values():
+                for record in records:
+                    await prepare(record.value)
         tasks = self._tasks
         for tp, records in batch.items():
             task = tasks.get(tp)

@@ -1,0 +1,366 @@
+"""value_format="confluent" against a real Apicurio Registry and real Kafka brokers.
+
+The registry is the ``schema_registry`` fixture (Apicurio Registry built and started by
+``agent_events.broker.registry``); records are checked with plain aiokafka, plain httpx and
+plain fastavro, so the wire format is verified independently of our own codec.
+"""
+
+# The fixture is imported for checkouts where the pytest11 entry point is not installed yet;
+# the tests' parameters of the same name are that fixture.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from fastavro import parse_schema, schemaless_reader
+from kafka_support import produce
+from window_helpers import as_windows, read_aggregates, running, stream, tumbling_oracle
+
+from agent_events.agent_runtime.errors import KafkaError, UnknownSchemaError
+from agent_events.agent_runtime.event_bus import EventType, SystemEvent
+from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
+from agent_events.broker.registry import CCOMPAT_PATH, SchemaRegistryServer
+from agent_events.broker.registry_fixtures import schema_registry  # noqa: F401
+from agent_events.consumers import ConsumerService, read_dead_letters
+from agent_events.producers import CONTENT_TYPE_HEADER
+from agent_events.producers.config import KafkaConnectionConfig
+from agent_events.producers.headers import header_value
+from agent_events.schemas import CONFLUENT_CONTENT_TYPE, EventCodec, encode_event
+
+pytestmark = pytest.mark.broker_kinds("kafka")
+
+CLI = [sys.executable, "-c", "import sys; from agent_events.cli import main; sys.exit(main())"]
+
+
+def agent_event(session: str, i: int) -> SystemEvent:
+    return SystemEvent(
+        event_type=EventType.AGENT_COMPLETED,
+        agent_id="agent-1",
+        session_id=session,
+        execution_time_ms=i,
+        metadata={"seq": i, "nested": {"list": [1, 2.5, None, "x"]}},
+    )
+
+
+async def read_raw(bootstrap: str, topic: str, expected: int) -> list:  # type: ignore[type-arg]
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records = []
+    try:
+        while len(records) < expected:
+            batch = await consumer.getmany(timeout_ms=10_000)
+            assert batch, f"only {len(records)} of {expected} records arrived within 10 s"
+            for recs in batch.values():
+                records.extend(recs)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def run_until(
+    service: ConsumerService, condition: Callable[[], object], deadline_s: float = 60
+) -> None:
+    runner = asyncio.create_task(service.run())
+    try:
+        async with asyncio.timeout(deadline_s):
+            while not condition():
+                if runner.done():
+                    runner.result()
+                await asyncio.sleep(0.05)
+    finally:
+        service.request_stop()
+        await runner
+
+
+def access_log_count(registry: SchemaRegistryServer, method: str, path: str) -> int:
+    """Requests the registry itself logged (its access log), not what our client thinks."""
+    needle = f'method="{method}" path="{CCOMPAT_PATH}{path}"'
+    return registry.log_path.read_text(errors="replace").count(needle)
+
+
+async def test_values_carry_the_registry_id_and_decode_with_plain_fastavro(
+    broker: RunningBroker, new_topic: NewTopic, schema_registry: SchemaRegistryServer
+) -> None:
+    topic = await new_topic(partitions=3)
+    sent = [agent_event(f"s{s}", i) for i in range(5) for s in range(4)]
+    await produce(
+        broker.bootstrap_servers,
+        topic,
+        sent,
+        value_format="confluent",
+        schema_registry_url=schema_registry.url,
+    )
+    async with httpx.AsyncClient(base_url=schema_registry.url) as http:
+        latest = (await http.get(f"/subjects/{topic}-value/versions/latest")).json()
+        by_id = (await http.get(f"/schemas/ids/{latest['id']}")).json()
+    writer = parse_schema(json.loads(by_id["schema"]))
+    originals = {e.event_id: e for e in sent}
+    records = await read_raw(broker.bootstrap_servers, topic, len(sent))
+    for record in records:
+        value: bytes = record.value
+        assert value[0] == 0
+        assert int.from_bytes(value[1:5], "big") == latest["id"]
+        body = io.BytesIO(value[5:])
+        decoded = schemaless_reader(body, writer, None)
+        assert body.tell() == len(value) - 5
+        event = originals[decoded["event_id"]]
+        assert decoded == EventCodec.to_record(event)
+        assert json.loads(decoded["metadata"]) == event.metadata
+        content_type = header_value(record.headers, CONTENT_TYPE_HEADER)
+        assert content_type == CONFLUENT_CONTENT_TYPE.encode()
+
+
+async def test_consumer_service_decodes_both_framings_back_to_equal_events(
+    broker: RunningBroker, new_topic: NewTopic, schema_registry: SchemaRegistryServer
+) -> None:
+    topic = await new_topic(partitions=2)
+    confluent = [agent_event(f"c{s}", i) for i in range(10) for s in range(3)]
+    single_object = [agent_event(f"a{s}", i) for i in range(5) for s in range(2)]
+    await produce(
+        broker.bootstrap_servers,
+        topic,
+        confluent,
+        value_format="confluent",
+        schema_registry_url=schema_registry.url,
+    )
+    await produce(broker.bootstrap_servers, topic, single_object)  # the default framing
+    handled: list[SystemEvent] = []
+
+    async def collect(event: SystemEvent) -> None:
+        handled.append(event)
+
+    expected = len(confluent) + len(single_object)
+    async with ConsumerService(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-g",
+        dlq_topic=None,
+        handlers=[collect],
+        value_format="confluent",
+        schema_registry_url=schema_registry.url,
+    ) as service:
+        await run_until(service, lambda: len(handled) >= expected)
+        assert service.processor.stats.decode_errors == 0
+    assert sorted(handled, key=lambda e: e.event_id) == sorted(
+        confluent + single_object, key=lambda e: e.event_id
+    )
+
+
+async def test_unknown_schema_id_is_dead_lettered_and_the_partition_moves_on(
+    broker: RunningBroker, new_topic: NewTopic, schema_registry: SchemaRegistryServer
+) -> None:
+    topic = await new_topic(partitions=1)
+    dlq = await new_topic(partitions=1, name=f"{topic}.dlq")
+    before, after = agent_event("s", 0), agent_event("s", 1)
+    body = encode_event(before)[10:]  # a valid Avro body behind an id nobody registered
+    unknown = b"\x00" + (2_000_000_000).to_bytes(4, "big") + body
+    await produce(
+        broker.bootstrap_servers,
+        topic,
+        [before],
+        value_format="confluent",
+        schema_registry_url=schema_registry.url,
+    )
+    raw = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
+    await raw.start()
+    try:
+        await raw.send_and_wait(topic, unknown, key=b"s")
+    finally:
+        await raw.stop()
+    await produce(
+        broker.bootstrap_servers,
+        topic,
+        [after],
+        value_format="confluent",
+        schema_registry_url=schema_registry.url,
+    )
+    handled: list[SystemEvent] = []
+
+    async def collect(event: SystemEvent) -> None:
+        handled.append(event)
+
+    async with ConsumerService(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-g",
+        dlq_topic=dlq,
+        handlers=[collect],
+        value_format="confluent",
+        schema_registry_url=schema_registry.url,
+    ) as service:
+        await run_until(service, lambda: len(handled) >= 2)
+        assert service.processor.stats.decode_errors == 1
+    assert handled == [before, after]
+    connection = KafkaConnectionConfig(bootstrap_servers=broker.bootstrap_servers)
+    (letter,) = [d async for d in read_dead_letters(connection, dlq)]
+    assert letter.value == unknown
+    assert letter.errors["stage"] == "decode"
+    assert letter.errors["exception.class.name"].endswith(UnknownSchemaError.__name__)
+    assert "2000000000" in letter.errors["exception.message"]
+
+
+async def test_a_thousand_events_cost_one_registration_and_one_lookup(
+    broker: RunningBroker, new_topic: NewTopic, schema_registry: SchemaRegistryServer
+) -> None:
+    topic = await new_topic(partitions=3)
+    sent = [agent_event(f"s{i % 50}", i) for i in range(1000)]
+    await produce(
+        broker.bootstrap_servers,
+        topic,
+        sent,
+        value_format="confluent",
+        schema_registry_url=schema_registry.url,
+    )
+    handled = 0
+
+    async def count(event: SystemEvent) -> None:
+        nonlocal handled
+        handled += 1
+
+    async with ConsumerService(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-g",
+        dlq_topic=None,
+        handlers=[count],
+        value_format="confluent",
+        schema_registry_url=schema_registry.url,
+    ) as service:
+        await run_until(service, lambda: handled >= len(sent))
+    schema_id = int.from_bytes((await read_raw(broker.bootstrap_servers, topic, 1))[0].value[1:5])
+    registrations = f"/subjects/{topic}-value/versions"
+    deadline = time.monotonic() + 5  # the access log is written asynchronously
+    while access_log_count(schema_registry, "POST", registrations) < 1:
+        assert time.monotonic() < deadline, "the registry logged no registration"
+        await asyncio.sleep(0.1)
+    assert access_log_count(schema_registry, "POST", registrations) == 1
+    # Ids are shared across subjects; other tests may have fetched this id too, so count
+    # what this test's consumer asked: its one client.
+    codec = service.processor._codec
+    assert codec.client.requests == 1  # type: ignore[attr-defined]
+    assert access_log_count(schema_registry, "GET", f"/schemas/ids/{schema_id}") >= 1
+
+
+async def test_registry_outage_while_consuming_stops_the_service_without_skipping(
+    broker: RunningBroker, new_topic: NewTopic, schema_registry: SchemaRegistryServer
+) -> None:
+    topic = await new_topic(partitions=1)
+    await produce(
+        broker.bootstrap_servers,
+        topic,
+        [agent_event("s", 0)],
+        value_format="confluent",
+        schema_registry_url=schema_registry.url,
+    )
+    with socket.socket() as sock:  # a registry address where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{sock.getsockname()[1]}{CCOMPAT_PATH}"
+    handled: list[SystemEvent] = []
+
+    async def collect(event: SystemEvent) -> None:
+        handled.append(event)
+
+    service = ConsumerService(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-g",
+        dlq_topic=None,
+        handlers=[collect],
+        value_format="confluent",
+        schema_registry_url=down,
+        drain_timeout_s=1,
+    )
+
+    async def consume() -> None:
+        async with service:
+            await asyncio.wait_for(service.run(), 60)
+
+    with pytest.raises(KafkaError, match="unreachable"):
+        await consume()
+    assert handled == []
+    assert service.processor.stats.decode_errors == 0  # not dead-lettered for an outage
+
+
+async def test_window_processor_aggregates_registry_framed_events_like_single_object_ones(
+    broker: RunningBroker, new_topic: NewTopic, schema_registry: SchemaRegistryServer
+) -> None:
+    """Windows reach the format through the same factory: the same windows either way."""
+    topic = await new_topic(partitions=2)
+    events = stream(600, step_ms=500)
+    expected = tumbling_oracle(events, 60_000, 10_000)
+    await produce(
+        broker.bootstrap_servers,
+        topic,
+        events,
+        value_format="confluent",
+        schema_registry_url=schema_registry.url,
+    )
+    async with running(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-g",
+        output_topic=f"{topic}.aggregates",
+        window="tumbling:60s",
+        grace="10s",
+        value_format="confluent",
+        schema_registry_url=schema_registry.url,
+    ) as processor:
+        rows = await read_aggregates(
+            broker.bootstrap_servers,
+            f"{topic}.aggregates",
+            until=lambda rows: len(rows) >= len(expected),
+        )
+        assert processor.metrics_snapshot().dead_lettered == 0
+    assert as_windows(rows) == expected
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["tail", "--offset", "beginning", "--exit-at-end", "--json"],
+        ["replay", "--to-file", "-"],
+    ],
+    ids=["tail", "replay"],
+)
+async def test_the_readers_decode_registry_framed_values_with_the_settings_format(
+    broker: RunningBroker,
+    new_topic: NewTopic,
+    schema_registry: SchemaRegistryServer,
+    command: list[str],
+) -> None:
+    topic = await new_topic(partitions=1)
+    events = [agent_event("s", i) for i in range(5)]
+    await produce(
+        broker.bootstrap_servers,
+        topic,
+        events,
+        value_format="confluent",
+        schema_registry_url=schema_registry.url,
+    )
+    env = {
+        **os.environ,
+        "AGENT_EVENTS_VALUE_FORMAT": "confluent",
+        "AGENT_EVENTS_SCHEMA_REGISTRY_URL": schema_registry.url,
+    }
+    argv = [*CLI, *command, "-b", broker.bootstrap_servers, "--topic", topic]
+    done = await asyncio.to_thread(
+        subprocess.run, argv, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    ids = [str(line.get("event_id") or line["payload"]["event_id"]) for line in lines]
+    assert ids == [str(e.event_id) for e in events], done.stdout[-2000:]
