@@ -10,6 +10,7 @@ count after a crash or a rebalance shows up as a difference.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -55,7 +56,8 @@ class Member:
         self.log = log
         self._stderr = log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, str(SCRIPT), bootstrap, topic, group, output, str(throttle), kind],
+            [sys.executable, str(SCRIPT), bootstrap, topic, group, output, str(throttle)],
+            env={**os.environ, "WINDOW_KIND": kind},
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,

@@ -1,6 +1,6 @@
 """A window-processor member as a real process, for SIGKILL and rebalance tests.
 
-Usage: python window_process.py BOOTSTRAP TOPIC GROUP OUTPUT_TOPIC [THROTTLE_S [KIND]]
+Usage: [WINDOW_KIND=KIND] python window_process.py BOOTSTRAP TOPIC GROUP OUTPUT_TOPIC [THROTTLE_S]
 
 KIND ``tumbling`` (default): tumbling:60s windows, grace 5s. KIND ``session``: session
 summaries, session:2s, grace 1s (the ``sessions`` service's reducers and output).
@@ -13,6 +13,7 @@ flight (a test hook only: the processor itself never sleeps).
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from typing import Any
@@ -37,7 +38,7 @@ WINDOWS: dict[str, dict[str, Any]] = {
 async def main() -> None:
     bootstrap, topic, group, output = sys.argv[1:5]
     throttle = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
-    kind = sys.argv[6] if len(sys.argv) > 6 else "tumbling"
+    kind = os.environ.get("WINDOW_KIND", "tumbling")
     processor = WindowProcessor(
         bootstrap_servers=bootstrap,
         topics=[topic],
