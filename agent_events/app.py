@@ -18,12 +18,13 @@ once all its handlers are done.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import EllipsisType
-from typing import Any, ClassVar, Literal, TypeAlias, TypeVar, Unpack, cast
+from typing import Any, ClassVar, TypeAlias, TypeVar, Unpack, cast
 
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
@@ -34,13 +35,22 @@ from agent_events.agent_runtime.events import EventType, EventTypeLike, SystemEv
 from agent_events.agent_runtime.subscription import Subscription, handler_name, type_label
 from agent_events.consumers.config import (
     DEFAULT_DLQ_TOPIC,
+    ConsumerConfig,
     ConsumerTuning,
-    GroupMemberOptions,
-    Ordering,
+    ConsumerTuningOptions,
 )
 from agent_events.consumers.runtime import HandlerSpec
+from agent_events.consumers.windows import (
+    GuaranteeSetting,
+    Reducer,
+    WindowMetricsCollector,
+    WindowProcessor,
+    WindowSettings,
+)
+from agent_events.consumers.windows.codec import AggregateEncoder
 from agent_events.producers.config import DEFAULT_TOPIC
-from agent_events.services._base import Service
+from agent_events.services._base import GroupMember, Service
+from agent_events.services.aggregate import window_processor
 from agent_events.settings import AgentEventsSettings
 
 __all__ = ["App", "AppService", "ConsumerTuningOptions", "Hook", "Sink"]
@@ -52,22 +62,18 @@ Sink: TypeAlias = Callable[[SystemEvent, object], Awaitable[object]]
 """``async def sink(event, result)``: receives what a handler returned (when not ``None``)."""
 
 HandlerT = TypeVar("HandlerT", bound=Handler)
+ReduceT = TypeVar("ReduceT", bound=Callable[[Any, SystemEvent], Any])
 HookT = TypeVar("HookT", bound=Hook)
 SinkT = TypeVar("SinkT", bound=Sink)
 
 
-class ConsumerTuningOptions(GroupMemberOptions, total=False):
-    """:class:`ConsumerTuning`'s fields as typed keyword arguments of :class:`App`."""
+@dataclass(slots=True)
+class _Window:
+    """An app's windowed aggregation: settings, reducers, and how results are written."""
 
-    ordering: Ordering
-    max_concurrent_keys: int
-    handler_timeout_s: float | None
-    max_retries: int
-    retry_backoff_s: float
-    retry_backoff_max_s: float
-    max_buffered_per_partition: int
-    drain_timeout_s: float
-    isolation_level: Literal["read_uncommitted", "read_committed"]
+    section: WindowSettings
+    reducers: list[Reducer[Any]]
+    output_codec: AggregateEncoder | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +121,7 @@ class App:
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._sinks: list[Sink] = []
+        self._window: _Window | None = None
 
     def __repr__(self) -> str:
         return f"App({self.name!r}, handlers={len(self._routes)})"
@@ -159,6 +166,69 @@ class App:
         self._sinks.append(sink)
         return sink
 
+    def window(
+        self,
+        window: str,
+        *,
+        grace: str = "0s",
+        key: Sequence[str] | None = None,
+        output_topic: str | None = None,
+        late_topic: str | None = None,
+        emit_on_update: bool = False,
+        processing_guarantee: GuaranteeSetting = "auto",
+        reducers: Sequence[Reducer[Any]] = (),
+        output_codec: AggregateEncoder | None = None,
+        initial: Callable[[], Any] = int,
+        merge: Callable[[Any, Any], Any] | None = None,
+    ) -> Callable[[ReduceT], ReduceT]:
+        """Declare this app's windowed aggregation; decorate functions to add reducers.
+
+        ``window`` is ``tumbling:60s``, ``hopping:60s/10s``, ``sliding:60s`` or
+        ``session:30m``; the other settings are the ``aggregate`` service's (``key``: the
+        key fields). Each decorated ``f(value, event) -> value`` becomes a
+        :class:`Reducer` named ``f.__name__`` starting at ``initial()`` (``merge`` is
+        needed by sliding and session windows). Call it again only with the same
+        settings: an app is one consumer group, so it has one window. An app with a
+        window runs on Kafka only (its state is in a changelog topic), and has no handlers.
+        """
+        given = {
+            "window": window,
+            "grace": grace,
+            "key_fields": tuple(key) if key is not None else None,
+            "output_topic": output_topic,
+            "late_topic": late_topic,
+            "emit_on_update": emit_on_update,
+            "processing_guarantee": processing_guarantee,
+        }
+        try:
+            section = WindowSettings(**{k: v for k, v in given.items() if v is not None})
+        except ValidationError as exc:
+            raise ConfigError(f"app {self.name!r}: window: {_first_error(exc)}") from None
+        declared = self._window
+        if declared is None:
+            declared = self._window = _Window(section, list(reducers), output_codec)
+        elif declared.section != section:
+            raise ConfigError(
+                f"app {self.name!r} already has the window {declared.section.window}; "
+                "an app has one window (one consumer group): use a second App"
+            )
+        else:
+            declared.reducers.extend(reducers)
+            declared.output_codec = output_codec or declared.output_codec
+
+        def add_reducer(function: ReduceT) -> ReduceT:
+            name = getattr(function, "__name__", handler_name(function))
+            assert declared is not None
+            declared.reducers.append(Reducer(name, initial=initial, add=function, merge=merge))
+            return function
+
+        return add_reducer
+
+    @property
+    def declared_window(self) -> _Window | None:
+        """What :meth:`window` declared, if anything."""
+        return self._window
+
     # ------------------------------------------------------------------ running
 
     def handler_specs(self) -> list[HandlerSpec]:
@@ -188,8 +258,14 @@ class App:
 
         On exit, each subscription is drained (events published before are handled),
         then the shutdown hooks run. ``consumer.handler_timeout_s``, if set, applies
-        as on Kafka; otherwise the bus's own timeout does.
+        as on Kafka; otherwise the bus's own timeout does. An app with a window refuses
+        (:class:`ConfigError`): its state lives in Kafka.
         """
+        if self._window is not None:
+            raise ConfigError(
+                f"app {self.name!r} has a window, whose state lives in a Kafka changelog "
+                "topic; run it with agent-events run"
+            )
         timeout: float | EllipsisType | None = ...
         if "handler_timeout_s" in self.consumer.model_fields_set:
             timeout = self.consumer.handler_timeout_s
@@ -251,15 +327,43 @@ class AppService(Service):
     ) -> None:
         super().__init__(app.settings_for(settings), registry)
         self.app = app
+        self.processor: WindowProcessor | None = None
 
     @property
     def default_group(self) -> str:
         return self.app.group_id or f"agent-events-{self.app.name}"
 
     def handlers(self) -> list[HandlerSpec]:
-        if not self.app.handler_specs():
-            raise ConfigError(f"app {self.app.name!r} has no handlers; add @app.handler(...)")
-        return self.app.handler_specs()
+        specs, window = self.app.handler_specs(), self.app.declared_window
+        if window is not None:
+            if specs:
+                raise ConfigError(
+                    f"app {self.app.name!r} has handlers and a window; each is its own "
+                    "consumer group: put them in two Apps"
+                )
+            return []  # the window processor consumes for itself, see member()
+        if not specs:
+            raise ConfigError(
+                f"app {self.app.name!r} has no handlers; add @app.handler(...) or app.window(...)"
+            )
+        return specs
+
+    def member(self, config: ConsumerConfig) -> GroupMember | None:
+        """The app's window processor, when it declares a window; else the host's default."""
+        window = self.app.declared_window
+        if window is None:
+            return None
+        self.handlers()  # refuses handlers and a window together
+        processor = window_processor(
+            self.settings,
+            config,
+            window.section,
+            reducers=tuple(window.reducers),
+            output_codec=window.output_codec,
+        )
+        self.registry.register(WindowMetricsCollector(config.group_id, processor.metrics_snapshot))
+        self.processor = processor
+        return processor
 
     async def start(self) -> None:
         await self.app.startup()
@@ -268,7 +372,11 @@ class AppService(Service):
         await self.app.shutdown()
 
     async def summary(self) -> dict[str, Any]:
-        return {"app": self.app.name, "handlers": self.app.describe()}
+        found: dict[str, Any] = {"app": self.app.name, "handlers": self.app.describe()}
+        if self.processor is not None:
+            found["window"] = str(self.processor.config.definition)
+            found.update(dataclasses.asdict(self.processor.metrics_snapshot()))
+        return found
 
 
 class _SinkingHandler:

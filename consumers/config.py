@@ -15,6 +15,7 @@ __all__ = [
     "ConsumerConfig",
     "ConsumerOptions",
     "ConsumerTuning",
+    "ConsumerTuningOptions",
     "GroupMemberOptions",
     "GroupMemberTuning",
     "Ordering",
@@ -139,8 +140,8 @@ class GroupMemberOptions(TypedDict, total=False):
     commit_interval_s: float
 
 
-class ConsumerOptions(ConnectionOptions, GroupMemberOptions, ValueFormatOptions, total=False):
-    """:class:`ConsumerConfig`'s fields as typed keyword arguments (``ConsumerService(...)``)."""
+class ConsumerTuningOptions(GroupMemberOptions, total=False):
+    """:class:`ConsumerTuning`'s fields as typed keyword arguments (``App(...)``)."""
 
     ordering: Ordering
     max_concurrent_keys: int
@@ -151,6 +152,11 @@ class ConsumerOptions(ConnectionOptions, GroupMemberOptions, ValueFormatOptions,
     max_buffered_per_partition: int
     drain_timeout_s: float
     isolation_level: Literal["read_uncommitted", "read_committed"]
+
+
+class ConsumerOptions(ConnectionOptions, ConsumerTuningOptions, ValueFormatOptions, total=False):
+    """:class:`ConsumerConfig`'s fields as typed keyword arguments (``ConsumerService(...)``)."""
+
     topics: list[str]
     group_id: str
     dlq_topic: str | None

@@ -19,12 +19,12 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
 import httpx
 
 from agent_events.agent_runtime.errors import BrokerSetupError, ConfigError
+from agent_events.agent_runtime.resource import AsyncResource
 from agent_events.broker._process import free_port, log_tail, spawn, stop_process
 from agent_events.broker.tools import find_java
 
@@ -49,7 +49,7 @@ def apicurio_jar() -> Path | None:
     return jar
 
 
-class SchemaRegistryServer:
+class SchemaRegistryServer(AsyncResource):
     """One Apicurio Registry JVM on ``127.0.0.1:<port>`` with in-memory storage.
 
     ``async with SchemaRegistryServer(jar, home) as registry:`` starts ``jar``, waits until
@@ -140,15 +140,3 @@ class SchemaRegistryServer:
         proc, self._proc = self._proc, None
         if proc is not None:
             await asyncio.to_thread(stop_process, proc)
-
-    async def __aenter__(self) -> SchemaRegistryServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

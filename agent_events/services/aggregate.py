@@ -44,7 +44,7 @@ from agent_events.schemas.registry import ValueFormatConfig
 from agent_events.services._base import Service
 from agent_events.settings import AgentEventsSettings
 
-__all__ = ["AggregateService", "build_aggregate_service"]
+__all__ = ["AggregateService", "build_aggregate_service", "window_processor"]
 
 logger = logging.getLogger("agent_events.alerts")
 
@@ -77,19 +77,13 @@ class AggregateService(Service):
 
     def member(self, config: ConsumerConfig) -> WindowProcessor:
         """The window processor, built from the host's consumer config and our section."""
-        section = self.section()
-        window = WindowedAggregationConfig(
-            **self.settings.connection().model_dump(),
-            **{name: getattr(config, name) for name in ValueFormatConfig.model_fields},
-            **{name: getattr(config, name) for name in GroupMemberTuning.model_fields},
-            **section.model_dump(include=set(WindowTuning.model_fields)),
-            topics=config.topics,
-            group_id=config.group_id,
-            dlq_topic=config.dlq_topic,
-            window=parse_window(section.window, grace=section.grace),
-        )
-        processor = WindowProcessor(
-            window, reducers=self.reducers, output_codec=self.output_codec(), alert_bus=self.bus
+        processor = window_processor(
+            self.settings,
+            config,
+            self.section(),
+            reducers=self.reducers,
+            output_codec=self.output_codec(),
+            alert_bus=self.bus,
         )
         self.registry.register(WindowMetricsCollector(config.group_id, processor.metrics_snapshot))
         self.processor = processor
@@ -125,6 +119,32 @@ async def _log_alert(event: SystemEvent) -> None:
         meta.get("window_end"),
         meta.get("threshold"),
         extra={"alert_kind": meta.get("kind"), "window_key": meta.get("key")},
+    )
+
+
+def window_processor(
+    settings: AgentEventsSettings,
+    config: ConsumerConfig,
+    section: WindowSettings,
+    *,
+    reducers: tuple[Reducer[Any], ...] = (),
+    output_codec: AggregateEncoder | None = None,
+    alert_bus: EventBus | None = None,
+) -> WindowProcessor:
+    """A window processor as a service's group member: the host's consumer config (group,
+    topics, tuning), the process's connection and value format, and a window section."""
+    window = WindowedAggregationConfig(
+        **settings.connection().model_dump(),
+        **{name: getattr(config, name) for name in ValueFormatConfig.model_fields},
+        **{name: getattr(config, name) for name in GroupMemberTuning.model_fields},
+        **section.model_dump(include=set(WindowTuning.model_fields)),
+        topics=config.topics,
+        group_id=config.group_id,
+        dlq_topic=config.dlq_topic,
+        window=parse_window(section.window, grace=section.grace),
+    )
+    return WindowProcessor(
+        window, reducers=reducers, output_codec=output_codec, alert_bus=alert_bus
     )
 
 

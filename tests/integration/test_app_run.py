@@ -8,13 +8,16 @@ metrics and health endpoints of every service, and stops on SIGTERM with exit 0.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from kafka_support import produce
 from test_consume_cli import CLI, ConsumeProcess, consumed, until, until_async
 from test_readme_blocks import block_under, run_program
+from window_helpers import as_windows, key_of, ms, read_aggregates, stream, tumbling_oracle
 
 from agent_events import EventType, SystemEvent
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
@@ -101,3 +104,52 @@ async def test_readme_app_runs_on_kafka_with_agent_events_run_and_stops_on_sigte
     assert any(
         line.get("event", "").startswith("billing summary (final)") for line in process.log_lines()
     ), process.stderr_tail()
+
+
+WINDOW_APP = """
+from agent_events import App, SystemEvent
+
+app = App("rates")
+
+
+@app.window("tumbling:60s", grace="10s", merge=lambda a, b: a + b)
+def completed_ms(total: int, event: SystemEvent) -> int:
+    return total + (event.execution_time_ms or 0)
+"""
+
+
+async def test_an_app_with_a_window_runs_as_a_window_processor_and_stops_on_sigterm(
+    broker: RunningBroker, new_topic: NewTopic, tmp_path: Path
+) -> None:
+    """``agent-events run`` takes an App's window: the windows of the oracle, with the
+    decorated reducer's value, on the output topic; SIGTERM ends it with exit 0."""
+    topic = await new_topic(partitions=2)
+    events = stream(600, step_ms=500)
+    expected = tumbling_oracle(events, 60_000, 10_000)
+    await produce(broker.bootstrap_servers, topic, events)
+    (tmp_path / "rates.py").write_text(WINDOW_APP)
+    output = "agent.events.aggregates"  # the default: one per broker, so read by our source
+    args = ["-b", broker.bootstrap_servers, "--topic", topic, "--group", f"{topic}-g"]
+    process = RunProcess("rates:app", args, tmp_path, "rates")
+    try:
+        await process.started()
+
+        def ours(rows: list[Any]) -> list[Any]:
+            return [r for r in rows if r.source == f"{topic}-g"]
+
+        rows = ours(
+            await read_aggregates(
+                broker.bootstrap_servers,
+                output,
+                until=lambda rows: len(ours(rows)) >= len(expected),
+                deadline_s=90,
+            )
+        )
+        assert await process.terminate() == 0, process.stderr_tail()
+    finally:
+        process.kill()
+    windows = as_windows(rows)
+    assert {w: dataclasses.replace(v, reducers={}) for w, v in windows.items()} == expected
+    for (key, start, end), values in windows.items():
+        members = [e for e in events if key_of(e) == key and start <= ms(e) < end]
+        assert values.reducers == {"completed_ms": sum(e.execution_time_ms or 0 for e in members)}

@@ -19,13 +19,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from fastavro import parse_schema, schemaless_reader
 from kafka_support import produce
+from test_consumer_service import run_until
+from test_producer import read_all
 from window_helpers import as_windows, read_aggregates, running, stream, tumbling_oracle
 
 from agent_events.agent_runtime.errors import KafkaError, UnknownSchemaError
@@ -54,38 +55,6 @@ def agent_event(session: str, i: int) -> SystemEvent:
     )
 
 
-async def read_raw(bootstrap: str, topic: str, expected: int) -> list:  # type: ignore[type-arg]
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    records = []
-    try:
-        while len(records) < expected:
-            batch = await consumer.getmany(timeout_ms=10_000)
-            assert batch, f"only {len(records)} of {expected} records arrived within 10 s"
-            for recs in batch.values():
-                records.extend(recs)
-    finally:
-        await consumer.stop()
-    return records
-
-
-async def run_until(
-    service: ConsumerService, condition: Callable[[], object], deadline_s: float = 60
-) -> None:
-    runner = asyncio.create_task(service.run())
-    try:
-        async with asyncio.timeout(deadline_s):
-            while not condition():
-                if runner.done():
-                    runner.result()
-                await asyncio.sleep(0.05)
-    finally:
-        service.request_stop()
-        await runner
-
-
 def access_log_count(registry: SchemaRegistryServer, method: str, path: str) -> int:
     """Requests the registry itself logged (its access log), not what our client thinks."""
     needle = f'method="{method}" path="{CCOMPAT_PATH}{path}"'
@@ -109,7 +78,7 @@ async def test_values_carry_the_registry_id_and_decode_with_plain_fastavro(
         by_id = (await http.get(f"/schemas/ids/{latest['id']}")).json()
     writer = parse_schema(json.loads(by_id["schema"]))
     originals = {e.event_id: e for e in sent}
-    records = await read_raw(broker.bootstrap_servers, topic, len(sent))
+    records = await read_all(broker.bootstrap_servers, topic, len(sent))
     for record in records:
         value: bytes = record.value
         assert value[0] == 0
@@ -241,7 +210,7 @@ async def test_a_thousand_events_cost_one_registration_and_one_lookup(
         schema_registry_url=schema_registry.url,
     ) as service:
         await run_until(service, lambda: handled >= len(sent))
-    schema_id = int.from_bytes((await read_raw(broker.bootstrap_servers, topic, 1))[0].value[1:5])
+    schema_id = int.from_bytes((await read_all(broker.bootstrap_servers, topic, 1))[0].value[1:5])
     registrations = f"/subjects/{topic}-value/versions"
     deadline = time.monotonic() + 5  # the access log is written asynchronously
     while access_log_count(schema_registry, "POST", registrations) < 1:

@@ -414,3 +414,44 @@ def test_consume_of_an_unknown_name_lists_the_plugins_and_exits_2(
 ) -> None:
     assert main(["consume", "nope"]) == 2
     assert "plugins: sample_app" in capsys.readouterr().err
+
+
+def test_a_window_declares_reducers_from_decorated_functions() -> None:
+    app = App("rates")
+
+    @app.window("sliding:60s", grace="5s", key=["agent_id"], merge=lambda a, b: a + b)
+    def tokens(total: int, event: SystemEvent) -> int:
+        return total + int(event.metadata.get("tokens", 0))  # type: ignore[call-overload]
+
+    app.window("sliding:60s", grace="5s", key=["agent_id"])  # the same window again: fine
+    window = app.declared_window
+    assert window is not None
+    assert (window.section.window, window.section.key_fields) == ("sliding:60s", ("agent_id",))
+    ((reducer),) = window.reducers
+    assert (reducer.name, reducer.initial(), reducer.add) == ("tokens", 0, tokens)
+
+
+def test_an_app_has_one_window_and_refuses_a_bad_one() -> None:
+    app = App("rates")
+    app.window("tumbling:60s")
+    with pytest.raises(ConfigError, match="an app has one window"):
+        app.window("tumbling:30s")
+    with pytest.raises(ConfigError, match="window"):
+        App("bad").window("weekly:1d")
+
+
+async def test_an_app_with_a_window_refuses_the_bus_and_handlers_beside_it() -> None:
+    app = App("rates")
+    app.window("session:30m")
+    async with EventBus() as bus:
+        with pytest.raises(ConfigError, match="agent-events run"):
+            async with app.on_bus(bus):
+                pass
+
+    @app.handler(EventType.AGENT_COMPLETED)
+    async def handle(event: SystemEvent) -> None:
+        return None
+
+    service = app.build_service(load_settings({}, dotenv=None))
+    with pytest.raises(ConfigError, match="two Apps"):
+        service.handlers()
