@@ -15,7 +15,7 @@ import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
 from aiokafka.structs import TopicPartition
@@ -40,6 +40,7 @@ from agent_events.consumers.redrive import (
 from agent_events.consumers.scan import log_end_offsets, standalone_consumer, topic_partitions
 from agent_events.producers.config import KafkaConnectionConfig
 from agent_events.schemas.codec import EventCodec
+from agent_events.schemas.registry import make_event_codec
 
 __all__ = ["app", "dead_letter_json"]
 
@@ -96,17 +97,26 @@ def _selection(
     )
 
 
+class _Dlq(NamedTuple):
+    """Where the dead letters are, and how their values are framed."""
+
+    conn: KafkaConnectionConfig
+    topic: str
+    codec: EventCodec
+
+
 def _connect(
     bootstrap_servers: str | None,
     config_file: Path | None,
     connect_timeout: float | None,
     dlq_topic: str | None,
-) -> tuple[KafkaConnectionConfig, str]:
+) -> _Dlq:
     settings = tool_settings(bootstrap_servers, config_file, connect_timeout)
     topic = dlq_topic or settings.dlq_topic
     if not topic:
         raise ConfigError("no dead-letter topic: the settings disable it; give --dlq-topic")
-    return settings.connection(), topic
+    codec = make_event_codec(settings.value_format, settings.schema_registry_url)
+    return _Dlq(settings.connection(), topic, codec)
 
 
 def _ts(ms: int | str | None) -> str:
@@ -116,8 +126,12 @@ def _ts(ms: int | str | None) -> str:
         return str(ms)
 
 
-def dead_letter_json(letter: DeadLetterRecord, *, full: bool = False) -> dict[str, Any]:
-    """A dead letter as JSON: position, key, error headers; ``full`` adds headers and event."""
+def dead_letter_json(
+    letter: DeadLetterRecord, *, full: bool = False, codec: EventCodec | None = None
+) -> dict[str, Any]:
+    """A dead letter as JSON: position, key, error headers; ``full`` adds headers and the
+    event, decoded with ``codec`` (default: single-object Avro; a registry codec must have
+    been prepared for the value)."""
     errors = dict(letter.errors)
     if not full:
         errors.pop("exception.stacktrace", None)
@@ -138,7 +152,8 @@ def dead_letter_json(letter: DeadLetterRecord, *, full: bool = False) -> dict[st
         out["payload"], out["decode_error"] = None, None
         if letter.value is not None:
             try:
-                out["payload"] = EventCodec().decode(letter.value).model_dump(mode="json")
+                event = (codec or EventCodec()).decode(letter.value)
+                out["payload"] = event.model_dump(mode="json")
             except DecodeError as exc:
                 out["decode_error"] = f"{type(exc).__name__}: {exc}"
     return out
@@ -161,7 +176,7 @@ def list_(
     connect_timeout: ConnectTimeout = None,
 ) -> None:
     """List dead letters with where they came from and why they failed."""
-    conn, dlq = _connect(bootstrap_servers, config_file, connect_timeout, dlq_topic)
+    conn, dlq, _ = _connect(bootstrap_servers, config_file, connect_timeout, dlq_topic)
     selection = _selection(source_topic, stage, group, handler, exception, event_type, key)
 
     async def collect() -> list[DeadLetterRecord]:
@@ -194,7 +209,15 @@ def list_(
     console.print(f"{len(letters)} dead letters in {dlq}", style="dim")
 
 
-async def _find(conn: KafkaConnectionConfig, topic: str, partition: int, offset: int) -> Any:
+async def _find(dlq: _Dlq, partition: int, offset: int) -> Any:
+    """The record at ``offset``, with its writer schema prepared for ``dlq.codec``."""
+    record = await _read_at(dlq.conn, dlq.topic, partition, offset)
+    if dlq.codec.needs_prepare and record.value:
+        await dlq.codec.prepare(record.value)
+    return record
+
+
+async def _read_at(conn: KafkaConnectionConfig, topic: str, partition: int, offset: int) -> Any:
     async with standalone_consumer(conn) as consumer:
         tps = await topic_partitions(consumer, topic, [partition])
         tp: TopicPartition = tps[0]
@@ -231,8 +254,9 @@ def show(
     connect_timeout: ConnectTimeout = None,
 ) -> None:
     """Show one dead letter in full: error headers, stack trace, headers, decoded event."""
-    conn, dlq = _connect(bootstrap_servers, config_file, connect_timeout, dlq_topic)
-    record = asyncio.run(_find(conn, dlq, partition, offset))
+    found = _connect(bootstrap_servers, config_file, connect_timeout, dlq_topic)
+    dlq = found.topic
+    record = asyncio.run(_find(found, partition, offset))
     headers = list(record.headers or ())
     letter = DeadLetterRecord(
         partition=record.partition,
@@ -243,7 +267,7 @@ def show(
         headers=headers,
         errors=error_headers_of(headers),
     )
-    info = dead_letter_json(letter, full=True)
+    info = dead_letter_json(letter, full=True, codec=found.codec)
     if as_json:
         typer.echo(json.dumps(info))
         return
@@ -287,7 +311,7 @@ def redrive_(
     connect_timeout: ConnectTimeout = None,
 ) -> None:
     """Send matching dead letters back to their source topics (dry run unless --execute)."""
-    conn, dlq = _connect(bootstrap_servers, config_file, connect_timeout, dlq_topic)
+    conn, dlq, _ = _connect(bootstrap_servers, config_file, connect_timeout, dlq_topic)
     selection = _selection(source_topic, stage, group, handler, exception, event_type, key)
     report = asyncio.run(redrive(conn, dlq, selection, dry_run=not execute, limit=limit))
     if as_json:

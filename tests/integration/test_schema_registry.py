@@ -333,3 +333,45 @@ async def test_the_readers_decode_registry_framed_values_with_the_settings_forma
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     ids = [str(line.get("event_id") or line["payload"]["event_id"]) for line in lines]
     assert ids == [str(e.event_id) for e in events], done.stdout[-2000:]
+
+
+async def test_dlq_show_decodes_a_registry_framed_dead_letter_with_the_settings_format(
+    broker: RunningBroker, new_topic: NewTopic, schema_registry: SchemaRegistryServer
+) -> None:
+    topic, dlq = await new_topic(partitions=1), await new_topic(partitions=1)
+    event = agent_event("s", 7)
+    await produce(
+        broker.bootstrap_servers,
+        topic,
+        [event],
+        value_format="confluent",
+        schema_registry_url=schema_registry.url,
+    )
+
+    async def refuse(event: SystemEvent) -> None:
+        raise ValueError("refused")
+
+    async with ConsumerService(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-g",
+        dlq_topic=dlq,
+        handlers=[refuse],
+        max_retries=0,
+        value_format="confluent",
+        schema_registry_url=schema_registry.url,
+    ) as service:
+        await run_until(service, lambda: service.processor.stats.dead_lettered >= 1)
+    env = {
+        **os.environ,
+        "AGENT_EVENTS_VALUE_FORMAT": "confluent",
+        "AGENT_EVENTS_SCHEMA_REGISTRY_URL": schema_registry.url,
+    }
+    argv = [*CLI, "dlq", "show", "0", "0", "-b", broker.bootstrap_servers, "--dlq-topic", dlq]
+    done = await asyncio.to_thread(
+        subprocess.run, [*argv, "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    shown = json.loads(done.stdout)
+    assert shown["decode_error"] is None
+    assert shown["payload"]["event_id"] == str(event.event_id)
