@@ -94,6 +94,7 @@ def test_every_python_block_of_the_readme_is_tested_here() -> None:
         "## Consuming: the same handlers as a service",
         "### Re-drive from the DLQ",
         "## Your own services: App",  # tests/integration/test_app_run.py
+        "### Schema Registry wire format",  # tests/integration/test_schema_registry.py
     }
     assert len(every_block()) == len(tested)
     assert {block_under(heading) for heading in tested} == set(every_block())

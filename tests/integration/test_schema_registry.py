@@ -27,6 +27,7 @@ from fastavro import parse_schema, schemaless_reader
 from kafka_support import produce
 from test_consumer_service import run_until
 from test_producer import read_all
+from test_readme_blocks import as_run_here, block_under, run_program
 from window_helpers import as_windows, read_aggregates, running, stream, tumbling_oracle
 
 from agent_events.agent_runtime.errors import KafkaError, UnknownSchemaError
@@ -375,3 +376,25 @@ async def test_dlq_show_decodes_a_registry_framed_dead_letter_with_the_settings_
     shown = json.loads(done.stdout)
     assert shown["decode_error"] is None
     assert shown["payload"]["event_id"] == str(event.event_id)
+
+
+async def test_the_readme_block_writes_the_registry_wire_format(
+    broker: RunningBroker, new_topic: NewTopic, schema_registry: SchemaRegistryServer
+) -> None:
+    topic = await new_topic(partitions=1)
+    code = as_run_here(
+        block_under("### Schema Registry wire format"),
+        broker,
+        **{
+            "http://127.0.0.1:8081": schema_registry.url,
+            'value_format="confluent",': f'value_format="confluent", topic="{topic}",',
+        },
+    )
+    status, out, err = await run_program(code)
+    assert status == 0, err
+    assert out.strip() == "sent in the registry wire format"
+    (record,) = await read_all(broker.bootstrap_servers, topic, 1)
+    assert record.value[:1] == b"\x00"
+    async with httpx.AsyncClient(base_url=schema_registry.url) as http:
+        latest = (await http.get(f"/subjects/{topic}-value/versions/latest")).json()
+    assert int.from_bytes(record.value[1:5], "big") == latest["id"]

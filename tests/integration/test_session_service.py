@@ -1,5 +1,7 @@
 """``agent-events consume sessions`` as a real process, on Apache Kafka and on Tansu.
 
+The command is the README's ("### Agent sessions"), pointed at this test's broker and topics.
+
 One summary per agent session reaches ``--output-topic``, equal to a brute-force
 computation, including a session that an out-of-order event bridged from two; a reader
 that knows only ``schemas/session_summary.avsc`` and fastavro decodes it; SIGTERM stops
@@ -11,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -38,6 +42,8 @@ pytestmark = pytest.mark.timeout(120)
 
 CLI = [sys.executable, "-c", "import sys; from agent_events.cli import main; sys.exit(main())"]
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "session_summary.avsc"
+README = Path(__file__).resolve().parents[2] / "README.md"
+README_BLOCK = re.compile(r"### Agent sessions\n\n```bash\n(.*?)\n```", re.S)
 
 
 def start(args: list[str], stderr: BinaryIO) -> subprocess.Popen[bytes]:
@@ -81,8 +87,12 @@ async def test_consume_sessions_writes_one_summary_per_session_and_stops_cleanly
     assert expected["bridge"]["event_count"] == 4
     await produce(broker.bootstrap_servers, topic, events)
     output = f"{topic}.sessions"
+    # The README's command, with this test's broker and topics, and a shorter gap and grace
+    # (given later on the command line, they win).
+    readme = shlex.split(README_BLOCK.search(README.read_text()).group(1))  # type: ignore[union-attr]
+    assert readme[:3] == ["agent-events", "consume", "sessions"]
     args = [
-        *CLI, "consume", "sessions", "-b", broker.bootstrap_servers, "--topic", topic,
+        *CLI, *readme[1:], "-b", broker.bootstrap_servers, "--topic", topic,
         "--group", f"{topic}-g", "--window", "session:10s", "--grace", "20s",
         "--output-topic", output, "--summary-file", str(tmp_path / "summary.json"),
     ]  # fmt: skip
