@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -26,12 +27,12 @@ from aiokafka import AIOKafkaProducer
 from fastavro import parse_schema, schemaless_reader
 from kafka_support import produce
 from test_consumer_service import run_until
-from test_producer import read_all
+from test_producer import read_all, session_event
 from test_readme_blocks import as_run_here, block_under, run_program
 from window_helpers import as_windows, read_aggregates, running, stream, tumbling_oracle
 
 from agent_events.agent_runtime.errors import KafkaError, UnknownSchemaError
-from agent_events.agent_runtime.event_bus import EventType, SystemEvent
+from agent_events.agent_runtime.event_bus import SystemEvent
 from agent_events.broker.pytest_fixtures import NewTopic, RunningBroker
 from agent_events.broker.registry import CCOMPAT_PATH, SchemaRegistryServer
 from agent_events.broker.registry_fixtures import schema_registry  # noqa: F401
@@ -46,27 +47,33 @@ pytestmark = pytest.mark.broker_kinds("kafka")
 CLI = [sys.executable, "-c", "import sys; from agent_events.cli import main; sys.exit(main())"]
 
 
-def agent_event(session: str, i: int) -> SystemEvent:
-    return SystemEvent(
-        event_type=EventType.AGENT_COMPLETED,
-        agent_id="agent-1",
-        session_id=session,
-        execution_time_ms=i,
-        metadata={"seq": i, "nested": {"list": [1, 2.5, None, "x"]}},
-    )
-
-
 def access_log_count(registry: SchemaRegistryServer, method: str, path: str) -> int:
     """Requests the registry itself logged (its access log), not what our client thinks."""
     needle = f'method="{method}" path="{CCOMPAT_PATH}{path}"'
     return registry.log_path.read_text(errors="replace").count(needle)
 
 
+def registry_consumer(
+    broker: RunningBroker, topic: str, url: str, handler: Any, **options: Any
+) -> ConsumerService:
+    """A consumer service of group ``<topic>-g`` reading the registry format from ``url``."""
+    options.setdefault("dlq_topic", None)
+    return ConsumerService(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=f"{topic}-g",
+        handlers=[handler],
+        value_format="confluent",
+        schema_registry_url=url,
+        **options,
+    )
+
+
 async def test_values_carry_the_registry_id_and_decode_with_plain_fastavro(
     broker: RunningBroker, new_topic: NewTopic, schema_registry: SchemaRegistryServer
 ) -> None:
     topic = await new_topic(partitions=3)
-    sent = [agent_event(f"s{s}", i) for i in range(5) for s in range(4)]
+    sent = [session_event(f"s{s}", i) for i in range(5) for s in range(4)]
     await produce(
         broker.bootstrap_servers,
         topic,
@@ -98,8 +105,8 @@ async def test_consumer_service_decodes_both_framings_back_to_equal_events(
     broker: RunningBroker, new_topic: NewTopic, schema_registry: SchemaRegistryServer
 ) -> None:
     topic = await new_topic(partitions=2)
-    confluent = [agent_event(f"c{s}", i) for i in range(10) for s in range(3)]
-    single_object = [agent_event(f"a{s}", i) for i in range(5) for s in range(2)]
+    confluent = [session_event(f"c{s}", i) for i in range(10) for s in range(3)]
+    single_object = [session_event(f"a{s}", i) for i in range(5) for s in range(2)]
     await produce(
         broker.bootstrap_servers,
         topic,
@@ -114,15 +121,7 @@ async def test_consumer_service_decodes_both_framings_back_to_equal_events(
         handled.append(event)
 
     expected = len(confluent) + len(single_object)
-    async with ConsumerService(
-        bootstrap_servers=broker.bootstrap_servers,
-        topics=[topic],
-        group_id=f"{topic}-g",
-        dlq_topic=None,
-        handlers=[collect],
-        value_format="confluent",
-        schema_registry_url=schema_registry.url,
-    ) as service:
+    async with registry_consumer(broker, topic, schema_registry.url, collect) as service:
         await run_until(service, lambda: len(handled) >= expected)
         assert service.processor.stats.decode_errors == 0
     assert sorted(handled, key=lambda e: e.event_id) == sorted(
@@ -135,7 +134,7 @@ async def test_unknown_schema_id_is_dead_lettered_and_the_partition_moves_on(
 ) -> None:
     topic = await new_topic(partitions=1)
     dlq = await new_topic(partitions=1, name=f"{topic}.dlq")
-    before, after = agent_event("s", 0), agent_event("s", 1)
+    before, after = session_event("s", 0), session_event("s", 1)
     body = encode_event(before)[10:]  # a valid Avro body behind an id nobody registered
     unknown = b"\x00" + (2_000_000_000).to_bytes(4, "big") + body
     await produce(
@@ -163,14 +162,8 @@ async def test_unknown_schema_id_is_dead_lettered_and_the_partition_moves_on(
     async def collect(event: SystemEvent) -> None:
         handled.append(event)
 
-    async with ConsumerService(
-        bootstrap_servers=broker.bootstrap_servers,
-        topics=[topic],
-        group_id=f"{topic}-g",
-        dlq_topic=dlq,
-        handlers=[collect],
-        value_format="confluent",
-        schema_registry_url=schema_registry.url,
+    async with registry_consumer(
+        broker, topic, schema_registry.url, collect, dlq_topic=dlq
     ) as service:
         await run_until(service, lambda: len(handled) >= 2)
         assert service.processor.stats.decode_errors == 1
@@ -187,7 +180,7 @@ async def test_a_thousand_events_cost_one_registration_and_one_lookup(
     broker: RunningBroker, new_topic: NewTopic, schema_registry: SchemaRegistryServer
 ) -> None:
     topic = await new_topic(partitions=3)
-    sent = [agent_event(f"s{i % 50}", i) for i in range(1000)]
+    sent = [session_event(f"s{i % 50}", i) for i in range(1000)]
     await produce(
         broker.bootstrap_servers,
         topic,
@@ -201,15 +194,7 @@ async def test_a_thousand_events_cost_one_registration_and_one_lookup(
         nonlocal handled
         handled += 1
 
-    async with ConsumerService(
-        bootstrap_servers=broker.bootstrap_servers,
-        topics=[topic],
-        group_id=f"{topic}-g",
-        dlq_topic=None,
-        handlers=[count],
-        value_format="confluent",
-        schema_registry_url=schema_registry.url,
-    ) as service:
+    async with registry_consumer(broker, topic, schema_registry.url, count) as service:
         await run_until(service, lambda: handled >= len(sent))
     schema_id = int.from_bytes((await read_all(broker.bootstrap_servers, topic, 1))[0].value[1:5])
     registrations = f"/subjects/{topic}-value/versions"
@@ -232,7 +217,7 @@ async def test_registry_outage_while_consuming_stops_the_service_without_skippin
     await produce(
         broker.bootstrap_servers,
         topic,
-        [agent_event("s", 0)],
+        [session_event("s", 0)],
         value_format="confluent",
         schema_registry_url=schema_registry.url,
     )
@@ -244,16 +229,7 @@ async def test_registry_outage_while_consuming_stops_the_service_without_skippin
     async def collect(event: SystemEvent) -> None:
         handled.append(event)
 
-    service = ConsumerService(
-        bootstrap_servers=broker.bootstrap_servers,
-        topics=[topic],
-        group_id=f"{topic}-g",
-        dlq_topic=None,
-        handlers=[collect],
-        value_format="confluent",
-        schema_registry_url=down,
-        drain_timeout_s=1,
-    )
+    service = registry_consumer(broker, topic, down, collect, drain_timeout_s=1)
 
     async def consume() -> None:
         async with service:
@@ -313,7 +289,7 @@ async def test_the_readers_decode_registry_framed_values_with_the_settings_forma
     command: list[str],
 ) -> None:
     topic = await new_topic(partitions=1)
-    events = [agent_event("s", i) for i in range(5)]
+    events = [session_event("s", i) for i in range(5)]
     await produce(
         broker.bootstrap_servers,
         topic,
@@ -340,7 +316,7 @@ async def test_dlq_show_decodes_a_registry_framed_dead_letter_with_the_settings_
     broker: RunningBroker, new_topic: NewTopic, schema_registry: SchemaRegistryServer
 ) -> None:
     topic, dlq = await new_topic(partitions=1), await new_topic(partitions=1)
-    event = agent_event("s", 7)
+    event = session_event("s", 7)
     await produce(
         broker.bootstrap_servers,
         topic,
@@ -352,15 +328,8 @@ async def test_dlq_show_decodes_a_registry_framed_dead_letter_with_the_settings_
     async def refuse(event: SystemEvent) -> None:
         raise ValueError("refused")
 
-    async with ConsumerService(
-        bootstrap_servers=broker.bootstrap_servers,
-        topics=[topic],
-        group_id=f"{topic}-g",
-        dlq_topic=dlq,
-        handlers=[refuse],
-        max_retries=0,
-        value_format="confluent",
-        schema_registry_url=schema_registry.url,
+    async with registry_consumer(
+        broker, topic, schema_registry.url, refuse, dlq_topic=dlq, max_retries=0
     ) as service:
         await run_until(service, lambda: service.processor.stats.dead_lettered >= 1)
     env = {
