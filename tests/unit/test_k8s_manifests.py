@@ -31,9 +31,11 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from agent_events import App
+from agent_events.cli.run import import_app
 from agent_events.observability.http import MetricsServer
 from agent_events.observability.metrics import ServiceMetrics
-from agent_events.services import SERVICES, build_service
+from agent_events.services import SERVICES, Service, build_service
 from agent_events.settings import AgentEventsSettings, load_settings
 from tests.unit.test_deployment_files import (
     DASHBOARD,
@@ -44,6 +46,9 @@ from tests.unit.test_deployment_files import (
 )
 
 K8S = ROOT / "deploy" / "k8s"
+APPS = ROOT / "deploy" / "apps"
+APP_TARGETS = ("my_app:app",)
+"""The Apps the example overlay runs (components/app), as their ``agent-events run`` target."""
 KUSTOMIZATIONS = {"base": K8S / "base", "example": K8S / "overlays" / "example"}
 CRDS = ROOT / "tests" / "data" / "crds"
 CRD_FILES = {
@@ -123,13 +128,33 @@ def _container(deployment: dict[str, Any]) -> dict[str, Any]:
 
 
 def _consumer_deployments(objects: tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
-    """Deployments that run ``agent-events consume NAME``, by service name."""
+    """Deployments that run ``agent-events consume NAME`` or ``agent-events run MODULE:APP``,
+    by service name (an App's name)."""
     found: dict[str, dict[str, Any]] = {}
     for deployment in _of_kind(objects, "Deployment").values():
         args = _container(deployment).get("args", [])
         if args[:1] == ["consume"]:
             found[args[1]] = deployment
+        elif args[:1] == ["run"]:
+            found[_app(args[1]).name] = deployment
     return found
+
+
+def _app(target: str) -> App:
+    """The App ``module:app`` names, imported as the pod does (PYTHONPATH=/app)."""
+    sys.path.insert(0, str(APPS))
+    try:
+        return import_app(target)
+    finally:
+        sys.path.remove(str(APPS))
+
+
+def _service(name: str, settings: AgentEventsSettings) -> Service:
+    """The service a deployment runs: a built-in one, or the example's App."""
+    if name in SERVICES:
+        return build_service(name, settings)
+    (target,) = [t for t in APP_TARGETS if _app(t).name == name]
+    return _app(target).build_service(settings)
 
 
 # -- schemas ------------------------------------------------------------------------------
@@ -198,7 +223,7 @@ def test_every_registered_service_is_deployed_with_a_service_and_a_scaled_object
     example: tuple[dict[str, Any], ...],
 ) -> None:
     deployments = _consumer_deployments(example)
-    assert set(deployments) == set(SERVICES)
+    assert set(deployments) == set(SERVICES) | {_app(t).name for t in APP_TARGETS}
     services = _of_kind(example, "Service")
     scaled = _of_kind(example, "ScaledObject")
     for name, deployment in deployments.items():
@@ -256,8 +281,8 @@ def _settings_of(
         for key, value in env.items():
             if key.startswith("AGENT_EVENTS_"):
                 patch.setenv(key, value)
-        settings = load_settings(dotenv=None)
-        assert build_service(name, settings).name == name
+        settings = _service(name, load_settings(dotenv=None)).settings
+        assert _service(name, settings).name == name
     return settings
 
 
@@ -361,7 +386,7 @@ def test_scaled_objects_scale_each_group_on_the_lag_metric_the_services_export(
         assert _metrics_in(query) <= exported, f"{name}: {query!r}"
         matchers = _matchers(query, lag._name)
         assert set(matchers) <= set(lag._labelnames), f"{name}: {query!r}"
-        group = settings.consumer_config(build_service(name, settings).default_group).group_id
+        group = settings.consumer_config(_service(name, settings).default_group).group_id
         assert matchers.get("consumergroup") == group, f"{name}: {query!r}"
         # Only members export lag: with none left, nothing would measure it.
         assert spec.get("minReplicaCount", 0) >= 1, name
