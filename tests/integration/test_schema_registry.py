@@ -53,6 +53,19 @@ def access_log_count(registry: SchemaRegistryServer, method: str, path: str) -> 
     return registry.log_path.read_text(errors="replace").count(needle)
 
 
+async def produce_registry_framed(
+    broker: RunningBroker, registry: SchemaRegistryServer, topic: str, events: list[SystemEvent]
+) -> None:
+    """Produce ``events`` with our producer in the registry wire format."""
+    await produce(
+        broker.bootstrap_servers,
+        topic,
+        events,
+        value_format="confluent",
+        schema_registry_url=registry.url,
+    )
+
+
 def registry_consumer(
     broker: RunningBroker, topic: str, url: str, handler: Any, **options: Any
 ) -> ConsumerService:
@@ -74,13 +87,7 @@ async def test_values_carry_the_registry_id_and_decode_with_plain_fastavro(
 ) -> None:
     topic = await new_topic(partitions=3)
     sent = [session_event(f"s{s}", i) for i in range(5) for s in range(4)]
-    await produce(
-        broker.bootstrap_servers,
-        topic,
-        sent,
-        value_format="confluent",
-        schema_registry_url=schema_registry.url,
-    )
+    await produce_registry_framed(broker, schema_registry, topic, sent)
     async with httpx.AsyncClient(base_url=schema_registry.url) as http:
         latest = (await http.get(f"/subjects/{topic}-value/versions/latest")).json()
         by_id = (await http.get(f"/schemas/ids/{latest['id']}")).json()
@@ -107,13 +114,7 @@ async def test_consumer_service_decodes_both_framings_back_to_equal_events(
     topic = await new_topic(partitions=2)
     confluent = [session_event(f"c{s}", i) for i in range(10) for s in range(3)]
     single_object = [session_event(f"a{s}", i) for i in range(5) for s in range(2)]
-    await produce(
-        broker.bootstrap_servers,
-        topic,
-        confluent,
-        value_format="confluent",
-        schema_registry_url=schema_registry.url,
-    )
+    await produce_registry_framed(broker, schema_registry, topic, confluent)
     await produce(broker.bootstrap_servers, topic, single_object)  # the default framing
     handled: list[SystemEvent] = []
 
@@ -137,26 +138,14 @@ async def test_unknown_schema_id_is_dead_lettered_and_the_partition_moves_on(
     before, after = session_event("s", 0), session_event("s", 1)
     body = encode_event(before)[10:]  # a valid Avro body behind an id nobody registered
     unknown = b"\x00" + (2_000_000_000).to_bytes(4, "big") + body
-    await produce(
-        broker.bootstrap_servers,
-        topic,
-        [before],
-        value_format="confluent",
-        schema_registry_url=schema_registry.url,
-    )
+    await produce_registry_framed(broker, schema_registry, topic, [before])
     raw = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
     await raw.start()
     try:
         await raw.send_and_wait(topic, unknown, key=b"s")
     finally:
         await raw.stop()
-    await produce(
-        broker.bootstrap_servers,
-        topic,
-        [after],
-        value_format="confluent",
-        schema_registry_url=schema_registry.url,
-    )
+    await produce_registry_framed(broker, schema_registry, topic, [after])
     handled: list[SystemEvent] = []
 
     async def collect(event: SystemEvent) -> None:
@@ -181,13 +170,7 @@ async def test_a_thousand_events_cost_one_registration_and_one_lookup(
 ) -> None:
     topic = await new_topic(partitions=3)
     sent = [session_event(f"s{i % 50}", i) for i in range(1000)]
-    await produce(
-        broker.bootstrap_servers,
-        topic,
-        sent,
-        value_format="confluent",
-        schema_registry_url=schema_registry.url,
-    )
+    await produce_registry_framed(broker, schema_registry, topic, sent)
     handled = 0
 
     async def count(event: SystemEvent) -> None:
@@ -214,13 +197,7 @@ async def test_registry_outage_while_consuming_stops_the_service_without_skippin
     broker: RunningBroker, new_topic: NewTopic, schema_registry: SchemaRegistryServer
 ) -> None:
     topic = await new_topic(partitions=1)
-    await produce(
-        broker.bootstrap_servers,
-        topic,
-        [session_event("s", 0)],
-        value_format="confluent",
-        schema_registry_url=schema_registry.url,
-    )
+    await produce_registry_framed(broker, schema_registry, topic, [session_event("s", 0)])
     with socket.socket() as sock:  # a registry address where nothing listens
         sock.bind(("127.0.0.1", 0))
         down = f"http://127.0.0.1:{sock.getsockname()[1]}{CCOMPAT_PATH}"
@@ -248,13 +225,7 @@ async def test_window_processor_aggregates_registry_framed_events_like_single_ob
     topic = await new_topic(partitions=2)
     events = stream(600, step_ms=500)
     expected = tumbling_oracle(events, 60_000, 10_000)
-    await produce(
-        broker.bootstrap_servers,
-        topic,
-        events,
-        value_format="confluent",
-        schema_registry_url=schema_registry.url,
-    )
+    await produce_registry_framed(broker, schema_registry, topic, events)
     async with running(
         bootstrap_servers=broker.bootstrap_servers,
         topics=[topic],
@@ -290,13 +261,7 @@ async def test_the_readers_decode_registry_framed_values_with_the_settings_forma
 ) -> None:
     topic = await new_topic(partitions=1)
     events = [session_event("s", i) for i in range(5)]
-    await produce(
-        broker.bootstrap_servers,
-        topic,
-        events,
-        value_format="confluent",
-        schema_registry_url=schema_registry.url,
-    )
+    await produce_registry_framed(broker, schema_registry, topic, events)
     env = {
         **os.environ,
         "AGENT_EVENTS_VALUE_FORMAT": "confluent",
@@ -317,13 +282,7 @@ async def test_dlq_show_decodes_a_registry_framed_dead_letter_with_the_settings_
 ) -> None:
     topic, dlq = await new_topic(partitions=1), await new_topic(partitions=1)
     event = session_event("s", 7)
-    await produce(
-        broker.bootstrap_servers,
-        topic,
-        [event],
-        value_format="confluent",
-        schema_registry_url=schema_registry.url,
-    )
+    await produce_registry_framed(broker, schema_registry, topic, [event])
 
     async def refuse(event: SystemEvent) -> None:
         raise ValueError("refused")
