@@ -193,15 +193,6 @@ class SchemaRegistryClient:
         self._schemas[schema_id] = text
         return text
 
-    async def check(self) -> None:
-        """Raise :class:`KafkaError` unless the registry answers ``GET /subjects``."""
-        answer = await self._call("GET", "/subjects", None)
-        if answer.status_code != 200:
-            raise KafkaError(
-                f"{self.url} is not a Confluent-compatible schema registry "
-                f"(GET /subjects answered HTTP {answer.status_code}); check schema_registry_url"
-            )
-
     async def _call(self, method: str, path: str, body: object) -> httpx.Response:
         self.requests += 1
         try:
